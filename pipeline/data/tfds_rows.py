@@ -1,0 +1,79 @@
+"""TFDS image datasets (MNIST, Fashion-MNIST) read row by row: 28 timesteps of 28 pixels."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from pipeline.config import TfdsDataConfig
+from pipeline.data import Datasets, DataSpec, build_datasets
+from pipeline.errors import DataError
+
+
+def _offline_error(cfg: TfdsDataConfig, data_dir: str, reason: str) -> DataError:
+    return DataError(
+        f"The TFDS dataset `{cfg.name}` is not available in data_dir {data_dir} and could not be "
+        f"downloaded ({reason}). Download it once on a machine with internet "
+        f"(`python -c \"import tensorflow_datasets as tfds; tfds.load('{cfg.name}')\"`) and copy "
+        "it there, point `data.data_dir` at a folder that has it, or train offline with "
+        "`data=mnist1d`."
+    )
+
+
+def _scale(x, y):
+    import tensorflow as tf
+
+    return tf.cast(x, tf.float32) / 255.0, y
+
+
+def load(cfg: TfdsDataConfig, seed: int) -> Datasets:
+    import tensorflow_datasets as tfds
+
+    data_dir = (
+        cfg.data_dir
+        or os.environ.get("TFDS_DATA_DIR")
+        or os.path.expanduser("~/tensorflow_datasets")
+    )
+    try:
+        builder = tfds.builder(cfg.name, data_dir=data_dir)
+    except Exception as exc:  # tfds raises its own DatasetNotFoundError
+        raise DataError(
+            f"TFDS has no dataset named `{cfg.name}` ({exc}). Use `data=mnist` or "
+            "`data=fashion_mnist`, or `data=mnist1d` offline."
+        ) from None
+    if not builder.is_prepared():
+        if not cfg.download:
+            raise _offline_error(cfg, data_dir, "`data.download=false`")
+        try:
+            builder.download_and_prepare()
+        except Exception as exc:  # network errors come in many types
+            raise _offline_error(cfg, data_dir, type(exc).__name__) from None
+
+    def split(name: str, limit: int | None):
+        spec = f"{name}[:{limit}]" if limit else name
+        # Large batches rather than batch_size=-1, which needs a known cardinality.
+        ds = builder.as_dataset(split=spec, as_supervised=True).batch(10_000)
+        parts = list(tfds.as_numpy(ds))
+        x = np.concatenate([p[0] for p in parts]).reshape(-1, 28, 28).astype(np.uint8)
+        return x, np.concatenate([p[1] for p in parts]).astype(np.int32)
+
+    x, y = split("train", cfg.max_train_examples)
+    n_val = int(round(len(x) * cfg.val_fraction))
+    if n_val < 1 or n_val >= len(x):
+        raise DataError(
+            f"`data.val_fraction={cfg.val_fraction}` leaves {n_val} of {len(x)} training images "
+            "for validation. Choose a fraction that keeps at least one image on each side."
+        )
+    arrays = {
+        "train": (x[:-n_val], y[:-n_val]),
+        "val": (x[-n_val:], y[-n_val:]),
+        "test": split("test", cfg.max_test_examples),
+    }
+    num_classes = builder.info.features["label"].num_classes
+    spec = DataSpec(input_shape=(28, 28), task="classification", output_size=num_classes)
+    source = {
+        "loader": "tensorflow_datasets",
+        "args": {"name": cfg.name, "version": str(builder.info.version), "data_dir": data_dir},
+    }
+    return build_datasets(arrays, spec, cfg, seed, source=source, map_fn=_scale)

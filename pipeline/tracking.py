@@ -1,0 +1,132 @@
+"""Everything MLflow: where the store is, the run's lifetime and status, params and artifacts."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+STORE_DIR = PROJECT_ROOT / "mlruns"
+
+
+def default_tracking_uri() -> str:
+    """SQLite inside the project's mlruns/, absolute so the working directory does not matter."""
+    return f"sqlite:///{STORE_DIR / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(configured: str | None) -> str:
+    """`tracking.uri` wins over $MLFLOW_TRACKING_URI, which wins over the project default."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def ui_command(uri: str) -> str:
+    """The command that opens the MLflow UI on this store."""
+    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{'model': {'units': 8}} -> {'model.units': 8}; lists stay whole, as one param."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _artifact_location(uri: str, experiment_name: str) -> str | None:
+    """For the project's own SQLite store, keep artifacts beside it in mlruns/artifacts."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri.removeprefix("sqlite:///"))
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", experiment_name).strip("_") or "experiment"
+    return (db.parent / "artifacts" / slug).as_uri()
+
+
+def ensure_experiment(client, name: str, uri: str) -> str:
+    """Get or create the experiment; creation races with other processes are caught, not fatal."""
+    from mlflow.exceptions import MlflowException
+
+    for _ in range(2):
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                raise PipelineError(
+                    f"The MLflow experiment `{name}` was deleted. Restore it with "
+                    f"`mlflow experiments restore --experiment-id {exp.experiment_id}` or pick "
+                    "another with `tracking.experiment_name=NAME`."
+                )
+            return exp.experiment_id
+        try:
+            return client.create_experiment(name, artifact_location=_artifact_location(uri, name))
+        except MlflowException:
+            continue  # another process created it between our get and create
+    raise PipelineError(f"Could not create or find the MLflow experiment `{name}` at {uri}.")
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an interrupt so the run is closed as KILLED."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated(f"received signal {signum}")
+
+
+@contextlib.contextmanager
+def mlflow_run(uri: str, experiment_name: str, run_name: str | None, tags: dict[str, str]):
+    """Open one MLflow run; close it FINISHED, FAILED (with the error in tags) or KILLED."""
+    import mlflow
+
+    if uri == default_tracking_uri():
+        STORE_DIR.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient()
+    experiment_id = ensure_experiment(client, experiment_name, uri)
+    previous = signal.getsignal(signal.SIGTERM)
+    in_main_thread = _is_main_thread()
+    if in_main_thread:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+    try:
+        yield run
+    except KeyboardInterrupt:
+        mlflow.set_tag("status_reason", "interrupted (Ctrl-C or SIGTERM)")
+        mlflow.end_run(status="KILLED")
+        raise
+    except BaseException as exc:
+        mlflow.set_tags({"error.type": type(exc).__name__, "error.message": str(exc)[:4000]})
+        mlflow.end_run(status="FAILED")
+        raise
+    else:
+        mlflow.end_run(status="FINISHED")
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def epoch_logger():
+    """A Keras callback that logs each epoch's metrics and learning rate in one MLflow call."""
+    import keras
+    import mlflow
+
+    class EpochLogger(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            metrics = {k: float(v) for k, v in (logs or {}).items()}
+            lr = getattr(self.model.optimizer, "learning_rate", None)
+            if lr is not None:
+                metrics["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
+            mlflow.log_metrics(metrics, step=epoch)
+
+    return EpochLogger()

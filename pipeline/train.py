@@ -1,0 +1,228 @@
+"""Training stage: `train(cfg) -> metrics`, and `python -m pipeline.train`, its Hydra wrapper."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.config import Config, TrainerConfig, register_configs, validate
+from pipeline.data import DataSpec, make_datasets
+from pipeline.errors import PipelineError
+
+register_configs()
+
+
+def monitored_metric(trainer: TrainerConfig, spec: DataSpec) -> tuple[str, str]:
+    """The validation metric early stopping watches, and whether higher is better."""
+    name = trainer.monitor or ("val_accuracy" if spec.task == "classification" else "val_loss")
+    mode = "max" if "acc" in name else "min"
+    return name, mode
+
+
+def compile_model(model, trainer: TrainerConfig, spec: DataSpec) -> None:
+    """Attach optimizer, loss and metrics that fit the task."""
+    import keras
+
+    optimizers = {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "rmsprop": keras.optimizers.RMSprop,
+        "sgd": keras.optimizers.SGD,
+    }
+    kwargs = {"learning_rate": trainer.learning_rate}
+    if trainer.clipnorm:
+        kwargs["clipnorm"] = trainer.clipnorm
+    if trainer.weight_decay:
+        kwargs["weight_decay"] = trainer.weight_decay
+    if spec.task == "classification":
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    else:
+        loss = keras.losses.MeanSquaredError()
+        metrics = [
+            keras.metrics.RootMeanSquaredError(name="rmse"),
+            keras.metrics.MeanAbsoluteError(name="mae"),
+        ]
+    model.compile(
+        optimizer=optimizers[trainer.optimizer](**kwargs),
+        loss=loss,
+        metrics=metrics,
+        steps_per_execution=trainer.steps_per_execution,
+        jit_compile="auto" if trainer.jit_compile is None else trainer.jit_compile,
+    )
+
+
+def seed_everything(conf: Config) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(conf.seed)  # Python, NumPy and TensorFlow
+    if conf.trainer.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _limit(ds, n: int | None):
+    return ds.take(n) if n else ds
+
+
+def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, float]:
+    """Train and evaluate one model inside one MLflow run; return the final metrics.
+
+    Config and data errors are raised before the run opens, so they leave no run behind.
+    """
+    conf = validate(cfg)
+    started = time.perf_counter()
+    import keras
+
+    from pipeline import tracking
+    from pipeline.models import build_model
+
+    seed_everything(conf)
+    if conf.trainer.mixed_precision:
+        keras.mixed_precision.set_global_policy(conf.trainer.mixed_precision)
+    data = make_datasets(conf.data, conf.seed)
+    model = build_model(conf.model, data.spec)
+    compile_model(model, conf.trainer, data.spec)
+    monitor, mode = monitored_metric(conf.trainer, data.spec)
+    out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="rnn-pipeline-"))
+    out.mkdir(parents=True, exist_ok=True)
+
+    uri = tracking.resolve_tracking_uri(conf.tracking.uri)
+    run_name = conf.tracking.run_name or f"{conf.model.cell}-{conf.data.name}"
+    tags = {"data": conf.data.name, "cell": conf.model.cell, "task": data.spec.task}
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    with tracking.mlflow_run(uri, conf.tracking.experiment_name, run_name, tags) as run:
+        import mlflow
+
+        mlflow.log_params(tracking.flatten(resolved))
+        mlflow.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
+        callbacks = [tracking.epoch_logger()]
+        if conf.trainer.early_stopping_patience is not None:
+            callbacks.insert(
+                0,
+                keras.callbacks.EarlyStopping(
+                    monitor=monitor,
+                    mode=mode,
+                    patience=conf.trainer.early_stopping_patience,
+                    restore_best_weights=True,
+                ),
+            )
+        verbose = conf.trainer.verbose
+        if verbose is None:
+            verbose = 1 if sys.stdout.isatty() else 2
+        fit_started = time.perf_counter()
+        history = model.fit(
+            _limit(data.train, conf.trainer.limit_train_batches),
+            validation_data=_limit(data.val, conf.trainer.limit_eval_batches),
+            epochs=conf.trainer.epochs,
+            callbacks=callbacks,
+            shuffle=False,  # the training pipeline reshuffles every epoch itself
+            verbose=verbose,
+        )
+        fit_seconds = time.perf_counter() - fit_started
+        scores = model.evaluate(
+            _limit(data.test, conf.trainer.limit_eval_batches), return_dict=True, verbose=0
+        )
+        epochs_run = len(history.history.get("loss", []))
+        series = history.history.get(monitor, [])
+        best = (
+            max(range(len(series)), key=series.__getitem__)
+            if mode == "max"
+            else (min(range(len(series)), key=series.__getitem__))
+            if series
+            else epochs_run - 1
+        )
+        metrics = {f"test_{k}": float(v) for k, v in scores.items()}
+        metrics.update(
+            {k: float(v[best]) for k, v in history.history.items() if k.startswith("val_")}
+        )
+        metrics.update(
+            epochs_trained=epochs_run,
+            best_epoch=best,
+            num_params=model.count_params(),
+            fit_seconds=fit_seconds,
+        )
+        mlflow.log_metrics(
+            {f"final_{k}" if k.startswith("val_") else k: v for k, v in metrics.items()}
+        )
+        if conf.tracking.log_model:
+            path = out / "model.keras"
+            model.save(path)
+            mlflow.log_artifact(str(path))
+    metrics["wall_seconds"] = time.perf_counter() - started
+    print_summary(conf, data, model, metrics, run.info, uri)
+    return metrics
+
+
+def print_summary(conf: Config, data, model, metrics: dict, run_info, uri: str) -> None:
+    from pipeline.tracking import ui_command
+
+    sizes = data.sizes
+    tests = "  ".join(
+        f"{k.removeprefix('test_')}={v:.4f}" for k, v in metrics.items() if k.startswith("test_")
+    )
+    lines = [
+        "",
+        "== run summary ==",
+        f"model       {model.name}: {conf.model.cell} x{conf.model.num_layers}, "
+        f"{conf.model.units} units, {metrics['num_params']:,} parameters",
+        f"data        {conf.data.name}: {sizes['train']} train / {sizes['val']} val / {sizes['test']} test",
+        f"epochs      {metrics['epochs_trained']} (best epoch {metrics['best_epoch'] + 1})",
+        f"test        {tests}",
+        f"wall time   {metrics['wall_seconds']:.1f} s (fit {metrics['fit_seconds']:.1f} s)",
+        f"MLflow run  {run_info.run_id} (experiment {conf.tracking.experiment_name})",
+        f"browse      {ui_command(uri)}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def remove_empty_run_dir(out: Path) -> None:
+    """Nothing ran: delete the run folder Hydra made, if it holds only Hydra's own files."""
+    if not out.is_dir() or out.resolve() == Path.cwd().resolve():
+        return
+    if {p.name for p in out.iterdir()} - {".hydra"}:
+        return
+    shutil.rmtree(out / ".hydra", ignore_errors=True)
+    for folder in (out, out.parent, out.parent.parent):  # outputs/DATE/TIME, when empty
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def _is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    """Train once and return the metric a sweep optimizes."""
+    from hydra.core.hydra_config import HydraConfig
+
+    output_dir = HydraConfig.get().runtime.output_dir
+    try:
+        metrics = train(cfg, output_dir=output_dir)
+    except PipelineError as exc:
+        if _is_multirun():
+            raise  # the sweeper records the failure and goes on
+        remove_empty_run_dir(Path(output_dir))
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    name = cfg.optimized_metric or ("val_accuracy" if "val_accuracy" in metrics else "val_loss")
+    return metrics.get(name)
+
+
+if __name__ == "__main__":
+    from pipeline.cli import preflight
+
+    preflight(sys.argv[1:])
+    main()

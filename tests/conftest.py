@@ -1,0 +1,63 @@
+"""Shared fixtures: configs composed the way `python -m pipeline.train` composes them, and a
+throwaway MLflow store per test so nothing touches the project's mlruns/."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from pipeline.cli import CONF_DIR
+from pipeline.config import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+register_configs()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_cache(tmp_path_factory):
+    """Generated datasets (MNIST-1D) cached once per session, outside the user's home."""
+    path = tmp_path_factory.mktemp("data-cache")
+    os.environ["RNN_PIPELINE_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A fresh SQLite MLflow store for this test; returns its tracking URI."""
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    (tmp_path / "mlruns").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+def make_cfg(*overrides: str):
+    """Compose conf/config.yaml with overrides, as the command line would."""
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def run_cli(*args: str, env_extra: dict | None = None, cwd: Path | None = None, timeout=600):
+    """Run `python -m pipeline.train ARGS` in a subprocess; returns the CompletedProcess."""
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.train", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+    )
+
+
+def runs_in(uri: str, experiment: str = "rnn-pipeline"):
+    """All runs of an experiment in the store at uri (empty if the store has none)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    return [] if exp is None else client.search_runs([exp.experiment_id])
