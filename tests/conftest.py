@@ -43,7 +43,9 @@ def make_cfg(*overrides: str):
 
 def run_cli(*args: str, env_extra: dict | None = None, cwd: Path | None = None, timeout=600):
     """Run `python -m pipeline.train ARGS` in a subprocess; returns the CompletedProcess."""
-    env = {**os.environ, **(env_extra or {})}
+    # This checkout's code, even when the installed copy is another checkout's.
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, **(env_extra or {})}
     return subprocess.run(
         [sys.executable, "-m", "pipeline.train", *args],
         capture_output=True,
