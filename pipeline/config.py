@@ -206,7 +206,7 @@ class TrainerConfig:
     monitor: str | None = None
     limit_train_batches: int | None = None
     limit_eval_batches: int | None = None
-    steps_per_execution: int = 1
+    steps_per_execution: int = 32
     jit_compile: bool | None = None
     mixed_precision: str | None = None
     verbose: int | None = None

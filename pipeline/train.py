@@ -54,8 +54,21 @@ def compile_model(model, trainer: TrainerConfig, spec: DataSpec) -> None:
         loss=loss,
         metrics=metrics,
         steps_per_execution=trainer.steps_per_execution,
-        jit_compile="auto" if trainer.jit_compile is None else trainer.jit_compile,
+        jit_compile=resolve_jit(trainer.jit_compile),
     )
+
+
+def resolve_jit(setting: bool | None):
+    """`trainer.jit_compile: null` means what measured fastest: off on CPUs, Keras' choice on GPUs.
+
+    On CPU, XLA made recurrent training slower (scripts/bench_throughput.py); on GPU, Keras
+    turns XLA off by itself for layers that use the cuDNN kernel.
+    """
+    if setting is not None:
+        return setting
+    import tensorflow as tf
+
+    return "auto" if tf.config.list_physical_devices("GPU") else False
 
 
 def seed_everything(conf: Config) -> None:

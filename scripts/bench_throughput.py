@@ -1,0 +1,252 @@
+"""Training throughput: the seed tutorials' plain `model.fit(numpy)` against the pipeline's
+training stage, side by side in one process, alternating repeats, medians reported.
+
+    python scripts/bench_throughput.py                 # everything, ~10 min on 2 CPU cores
+    python scripts/bench_throughput.py --quick         # fewer samples/repeats, ~3 min
+
+Prints, per workload, samples/s and final validation accuracy of (a) and (b); the achieved
+LSTM training FLOP/s against a large matmul's; the startup overhead of
+`python -m pipeline.train trainer=smoke` over a bare script doing the same fit; the peak RSS
+of a default training run; and, as the last line, the median (b)/(a) ratio over workloads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from pipeline.data import DataSpec, to_tf_dataset  # noqa: E402
+
+
+def rows_of_digits(n: int, seed: int = 0):
+    """MNIST-shaped data offline: sklearn's 8x8 digits scaled to 24x24, padded to 28x28,
+    randomly shifted by up to 2 pixels with a little noise. 28 steps x 28 features, 10 classes."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(digits.images), n)
+    big = np.kron(digits.images[idx] / 16.0, np.ones((3, 3)))  # (n, 24, 24)
+    out = np.zeros((n, 28, 28), np.float32)
+    shifts = rng.integers(0, 5, size=(n, 2))
+    for i, (dy, dx) in enumerate(shifts):
+        out[i, dy : dy + 24, dx : dx + 24] = big[i]
+    out += rng.normal(0, 0.1, out.shape).astype(np.float32)
+    return out, digits.target[idx].astype(np.int32)
+
+
+def workload_arrays(name: str, n_rows: int):
+    if name == "rows":
+        x, y = rows_of_digits(n_rows + n_rows // 10)
+        cut = n_rows
+        return (x[:cut], y[:cut]), (x[cut:], y[cut:]), DataSpec((28, 28), "classification", 10)
+    from pipeline.config import Mnist1dDataConfig
+    from pipeline.data import mnist1d
+
+    data = mnist1d.load(Mnist1dDataConfig(), seed=0)
+    return data.arrays["train"], data.arrays["val"], data.spec
+
+
+def make_model(cell: str, spec: DataSpec, seed: int):
+    import keras
+
+    from pipeline.config import ModelConfig
+    from pipeline.models import build_model
+
+    keras.utils.set_random_seed(seed)
+    return build_model(ModelConfig(cell=cell, units=128), spec)
+
+
+def fit_plain(cell, spec, train, val, batch, epochs, seed):
+    """(a) The tutorials' way: numpy arrays into fit() with Keras' defaults."""
+    import keras
+
+    model = make_model(cell, spec, seed)
+    model.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    start = time.perf_counter()
+    hist = model.fit(*train, batch_size=batch, epochs=epochs, validation_data=val, verbose=0)
+    return time.perf_counter() - start, hist.history["val_accuracy"][-1]
+
+
+def fit_pipeline(cell, spec, train, val, batch, epochs, seed):
+    """(b) The pipeline's training stage with its default trainer config."""
+    from pipeline.config import TrainerConfig
+    from pipeline.train import compile_model
+
+    model = make_model(cell, spec, seed)
+    compile_model(model, TrainerConfig(), spec)
+    train_ds = to_tf_dataset(*train, batch, shuffle=True, seed=seed, cache=True)
+    val_ds = to_tf_dataset(*val, batch, shuffle=False, seed=seed, cache=True)
+    start = time.perf_counter()
+    hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, shuffle=False, verbose=0)
+    return time.perf_counter() - start, hist.history["val_accuracy"][-1]
+
+
+def compare(name, cell, n_rows, batch, epochs, repeats):
+    train, val, spec = workload_arrays(name, n_rows)
+    n = len(train[0]) * epochs
+    results = {"a": [], "b": []}
+    for r in range(repeats):
+        order = ("a", "b") if r % 2 == 0 else ("b", "a")  # alternate who goes first
+        for way in order:
+            fit = fit_plain if way == "a" else fit_pipeline
+            seconds, acc = fit(cell, spec, train, val, batch, epochs, seed=r)
+            results[way].append((n / seconds, acc))
+    med = {
+        w: (statistics.median(s for s, _ in v), statistics.median(a for _, a in v))
+        for w, v in results.items()
+    }
+    print(
+        f"\n[{name}] {cell.upper()} 128 units, {len(train[0])} train samples, batch {batch}, "
+        f"{epochs} epochs, {repeats} alternating repeats (medians)"
+    )
+    print(
+        f"  (a) numpy + model.fit, Keras defaults : {med['a'][0]:8.0f} samples/s   val_accuracy {med['a'][1]:.4f}"
+    )
+    print(
+        f"  (b) pipeline training stage           : {med['b'][0]:8.0f} samples/s   val_accuracy {med['b'][1]:.4f}"
+    )
+    print(
+        f"  ratio (b)/(a): {med['b'][0] / med['a'][0]:.2f}x, accuracy difference "
+        f"{100 * (med['b'][1] - med['a'][1]):+.2f} points"
+    )
+    return med["b"][0] / med["a"][0]
+
+
+def matmul_flops(size: int = 2048, reps: int = 10) -> float:
+    import tensorflow as tf
+
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    tf.linalg.matmul(a, b).numpy()
+    start = time.perf_counter()
+    for _ in range(reps):
+        c = tf.linalg.matmul(a, b)
+    c.numpy()
+    return 2 * size**3 * reps / (time.perf_counter() - start)
+
+
+def flops_fraction(batch: int, n_rows: int, repeats: int) -> None:
+    """Achieved LSTM training FLOP/s (3x forward, forward 8*h*(h+d) per step) vs a matmul."""
+    train, val, spec = workload_arrays("rows", n_rows)
+    h, d, steps = 128, 28, 28
+    per_sample = 3 * 8 * h * (h + d) * steps
+    achieved, ceiling = [], []
+    for r in range(repeats):
+        ceiling.append(matmul_flops())
+        seconds, _ = fit_pipeline("lstm", spec, train, val, batch, 1, seed=r)
+        achieved.append(len(train[0]) * per_sample / seconds)
+    a, c = statistics.median(achieved), statistics.median(ceiling)
+    print(f"\n[FLOP/s] LSTM 128 on 28x28 rows, batch {batch}, pipeline defaults, {repeats} repeats")
+    print(
+        f"  training {a / 1e9:.1f} GFLOP/s vs 2048x2048 matmul {c / 1e9:.1f} GFLOP/s: "
+        f"{100 * a / c:.0f}% of the ceiling"
+    )
+
+
+BARE = textwrap.dedent("""
+    import keras
+    from pipeline.config import Mnist1dDataConfig, ModelConfig
+    from pipeline.data import mnist1d
+    from pipeline.models import build_model
+    data = mnist1d.load(Mnist1dDataConfig(), seed=42)
+    model = build_model(ModelConfig(cell="lstm"), data.spec)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])
+    model.fit(data.train.take(3), validation_data=data.val.take(2), epochs=1, verbose=2)
+    print(model.evaluate(data.test.take(2), verbose=0))
+""")
+
+
+def timed(cmd: list[str], env: dict) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, cwd=ROOT, capture_output=True)
+    return time.perf_counter() - start
+
+
+def startup(repeats: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
+            "PYTHONPATH": str(ROOT),
+        }
+        cli = [sys.executable, "-m", "pipeline.train", "trainer=smoke", f"hydra.run.dir={tmp}/out"]
+        bare = [sys.executable, "-c", BARE]
+        timed(cli, env)  # creates the store's tables once, as any second run finds them
+        pairs = [(timed(cli, env), timed(bare, env)) for _ in range(repeats)]
+    p, b = statistics.median(p for p, _ in pairs), statistics.median(b for _, b in pairs)
+    print(
+        f"\n[startup] python -m pipeline.train trainer=smoke {p:.1f} s vs bare TF script {b:.1f} s: "
+        f"overhead {p - b:+.1f} s (median of {repeats})"
+    )
+
+
+def peak_memory(epochs: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
+            "PYTHONPATH": str(ROOT),
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "pipeline.train",
+            f"trainer.epochs={epochs}",
+            f"hydra.run.dir={tmp}/out",
+        ]
+        subprocess.run(cmd, check=True, env=env, cwd=ROOT, capture_output=True)
+    kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(
+        f"\n[memory] default training run (model=lstm, data=mnist1d, {epochs} epochs): "
+        f"peak RSS {kb / 1024:.0f} MiB"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="smaller workloads and fewer repeats")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--rows-samples", type=int, default=20000, help="rows-of-MNIST training samples"
+    )
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--flops-batch-size", type=int, default=512)
+    args = ap.parse_args()
+    if args.quick:
+        args.repeats, args.rows_samples = 2, 6000
+    print(f"machine: {os.cpu_count()} CPU cores; TensorFlow threads as configured by default")
+    ratios = [
+        compare("rows", "lstm", args.rows_samples, args.batch_size, 2, args.repeats),
+        compare("mnist1d", "gru", 0, args.batch_size, 5, args.repeats),
+    ]
+    flops_fraction(args.flops_batch_size, args.rows_samples, args.repeats)
+    startup(args.repeats)
+    peak_memory(3 if args.quick else 50)
+    each = ", ".join(
+        f"{name} {r:.2f}x" for name, r in zip(("rows", "mnist1d"), ratios, strict=True)
+    )
+    print(f"\nthroughput ratio (b)/(a): {each}; worst {min(ratios):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Reference results: train the default configs and presets, print Markdown tables next to
+published and naive baselines, and (with --update-readme) write them into README.md.
+
+    python scripts/reference_results.py                   # all tables (about an hour on 2 cores)
+    python scripts/reference_results.py --only sunspots   # one table
+    python scripts/reference_results.py --update-readme   # rewrite README's Results section
+
+Runs are logged to the project's MLflow store under the experiment `reference-results`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from pipeline.config import register_configs, validate  # noqa: E402
+from pipeline.data import make_datasets  # noqa: E402
+
+# Greydanus (2020), "Scaling down deep learning", MNIST-1D test accuracy.
+MNIST1D_PUBLISHED = [
+    ("logistic regression (published)", 0.32),
+    ("MLP (published)", 0.68),
+    ("CNN (published)", 0.94),
+    ("GRU, small hidden size (published)", 0.91),
+    ("human (published)", 0.96),
+]
+
+
+def machine() -> str:
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    return f"{os.cpu_count()}-core {cpu} CPU"
+
+
+def run(*overrides: str) -> tuple[dict, float, object]:
+    register_configs()
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(
+            "config", overrides=["tracking.experiment_name=reference-results", *overrides]
+        )
+    from pipeline.train import train
+
+    start = time.perf_counter()
+    metrics = train(cfg)
+    return metrics, time.perf_counter() - start, validate(cfg)
+
+
+def mnist1d_table(extra: list[str]) -> str:
+    rows = ["| model | command | test accuracy | wall time |", "| --- | --- | ---: | ---: |"]
+    for name, acc in MNIST1D_PUBLISHED:
+        rows.append(f"| {name} | | {100 * acc:.0f}% | |")
+    for label, overrides in [
+        ("SimpleRNN (default config)", ["model=simple_rnn"]),
+        ("LSTM (default config)", ["model=lstm"]),
+        ("GRU (default config)", ["model=gru"]),
+        ("best found by the sweep", ["experiment=mnist1d_best"]),
+    ]:
+        metrics, seconds, _ = run(*overrides, *extra)
+        cmd = "python -m pipeline.train " + " ".join(overrides)
+        rows.append(
+            f"| {label} | `{cmd}` | {100 * metrics['test_accuracy']:.1f}% | {seconds:.0f} s |"
+        )
+    return "\n".join(rows)
+
+
+def naive_baselines(conf) -> dict[str, tuple[float, float]]:
+    """Persistence (next = last) and seasonal-naive (next = 11 years before) on the test split,
+    in original units, on exactly the windows the models are tested on."""
+    data = make_datasets(conf.data, conf.seed)
+    x, y = data.arrays["test"]
+    std = data.scaler["std"]
+    out = {}
+    for name, lag in (
+        ("persistence (next year = this year)", 1),
+        ("seasonal naive (11-year cycle)", 11),
+    ):
+        pred = x[:, -lag, 0]
+        err = (y[:, 0] - pred) * std
+        out[name] = (float(np.sqrt(np.mean(err**2))), float(np.mean(np.abs(err))))
+    return out
+
+
+def sunspots_table(extra: list[str]) -> str:
+    rows = [
+        "| model | command | test RMSE | test MAE | vs persistence RMSE | wall time |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    results = []
+    conf = None
+    for label, overrides in [
+        ("LSTM", ["data=sunspots", "model=lstm"]),
+        ("GRU", ["data=sunspots", "model=gru"]),
+        ("best preset", ["experiment=sunspots_best"]),
+    ]:
+        metrics, seconds, conf = run(*overrides, *extra)
+        std = make_datasets(conf.data, conf.seed).scaler["std"]
+        results.append(
+            (label, overrides, metrics["test_rmse"] * std, metrics["test_mae"] * std, seconds)
+        )
+    baselines = naive_baselines(conf)
+    persistence = next(iter(baselines.values()))[0]
+    for name, (rmse, mae) in baselines.items():
+        rows.append(f"| {name} | | {rmse:.1f} | {mae:.1f} | {rmse / persistence:.2f}x | |")
+    for label, overrides, rmse, mae, seconds in results:
+        cmd = "python -m pipeline.train " + " ".join(overrides)
+        rows.append(
+            f"| {label} | `{cmd}` | {rmse:.1f} | {mae:.1f} | {rmse / persistence:.2f}x | {seconds:.0f} s |"
+        )
+    return "\n".join(rows)
+
+
+def sine_table(extra: list[str]) -> str:
+    rows = ["| preset | test RMSE (scaled units) | wall time |", "| --- | ---: | ---: |"]
+    for preset in ("sine_simple_rnn", "sequence_lstm"):
+        metrics, seconds, _ = run(f"experiment={preset}", *extra)
+        rows.append(f"| `experiment={preset}` | {metrics['test_rmse']:.4f} | {seconds:.0f} s |")
+    return "\n".join(rows)
+
+
+TABLES = {
+    "mnist1d": ("MNIST-1D", mnist1d_table),
+    "sunspots": ("Sunspots (yearly)", sunspots_table),
+    "sine": ("Sine wave", sine_table),
+}
+
+
+def update_readme(sections: dict[str, str]) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    for key, body in sections.items():
+        pattern = re.compile(
+            rf"(<!-- results:{key}:start -->\n).*?(<!-- results:{key}:end -->)", re.S
+        )
+        if not pattern.search(text):
+            raise SystemExit(f"README.md has no <!-- results:{key}:start/end --> markers")
+        text = pattern.sub(lambda m, b=body: m.group(1) + b + "\n" + m.group(2), text)
+    readme.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--only", default="mnist1d,sunspots,sine", help="comma-separated tables")
+    ap.add_argument("--update-readme", action="store_true")
+    ap.add_argument(
+        "overrides", nargs="*", help="extra overrides for every run (e.g. trainer.epochs=2)"
+    )
+    args = ap.parse_args()
+    sections = {}
+    for key in args.only.split(","):
+        title, build = TABLES[key]
+        body = f"{build(args.overrides)}\n\nMeasured on a {machine()}, {time.strftime('%Y-%m-%d')}."
+        print(f"\n### {title}\n\n{body}\n", flush=True)
+        sections[key] = body
+    if args.update_readme:
+        update_readme(sections)
+
+
+if __name__ == "__main__":
+    main()
