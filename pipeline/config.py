@@ -203,6 +203,8 @@ class TrainerConfig:
     weight_decay: float = 0.0
     clipnorm: float | None = None
     early_stopping_patience: int | None = 10
+    lr_plateau_patience: int | None = None
+    lr_plateau_factor: float = 0.5
     monitor: str | None = None
     limit_train_batches: int | None = None
     limit_eval_batches: int | None = None
@@ -223,6 +225,12 @@ class TrainerConfig:
             raise invalid_value("trainer.clipnorm", "a positive number or null", self.clipnorm)
         if self.early_stopping_patience is not None:
             _check_int("trainer.early_stopping_patience", self.early_stopping_patience, low=0)
+        if self.lr_plateau_patience is not None:
+            _check_int("trainer.lr_plateau_patience", self.lr_plateau_patience)
+        if not 0.0 < self.lr_plateau_factor < 1.0:
+            raise invalid_value(
+                "trainer.lr_plateau_factor", "a number in (0, 1)", self.lr_plateau_factor
+            )
         for key in ("limit_train_batches", "limit_eval_batches"):
             if getattr(self, key) is not None:
                 _check_int(f"trainer.{key}", getattr(self, key))

@@ -126,6 +126,17 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
                     restore_best_weights=True,
                 ),
             )
+        if conf.trainer.lr_plateau_patience is not None:
+            callbacks.insert(
+                0,
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor=monitor,
+                    mode=mode,
+                    factor=conf.trainer.lr_plateau_factor,
+                    patience=conf.trainer.lr_plateau_patience,
+                    verbose=0,
+                ),
+            )
         verbose = conf.trainer.verbose
         if verbose is None:
             verbose = 1 if sys.stdout.isatty() else 2

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import numpy as np
 from pipeline.config import Mnist1dDataConfig
 from pipeline.data import Datasets, DataSpec, build_datasets
 from pipeline.errors import DataError
+from pipeline.resilience import atomic_write
 
 
 def cache_root(cache_dir: str | None) -> Path:
@@ -31,19 +31,6 @@ def generator_args(cfg: Mnist1dDataConfig) -> dict:
     args.pop("url", None)  # never download: we generate
     args.update(num_samples=cfg.num_samples, train_split=cfg.train_split, seed=cfg.generator_seed)
     return args
-
-
-def save_npz_atomic(path: Path, **arrays) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def generate(cfg: Mnist1dDataConfig) -> tuple[dict[str, np.ndarray], dict, Path]:
@@ -67,7 +54,7 @@ def generate(cfg: Mnist1dDataConfig) -> tuple[dict[str, np.ndarray], dict, Path]
         np.random.set_state(state)
     arrays = {k: np.asarray(raw[k]) for k in ("x", "y", "x_test", "y_test")}
     try:
-        save_npz_atomic(path, **arrays)
+        atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
     except OSError as exc:
         raise DataError(
             f"Could not write the MNIST-1D cache file {path}: {exc.strerror}. "

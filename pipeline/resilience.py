@@ -1,0 +1,172 @@
+"""Surviving faults: a NaN guard, per-epoch training backups written atomically, and the
+config check that decides whether a run may be resumed.
+
+A backup is three files in one folder: `epoch-N.weights.h5` (model + optimizer variables),
+`epoch-N.best.weights.h5` (the best weights early stopping will restore) and `state.json`,
+which names the epoch files. Each file is written to a temporary name and renamed into place;
+`state.json` is replaced last, so a kill at any moment leaves the previous complete backup
+(the older epoch files are removed only after the new state is in place).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+
+# Keys that may differ between a run and its resumption: how long to train, where to log.
+RESUMABLE_DIFFERENCES = ("trainer.epochs", "resume", "tracking.run_name")
+
+
+class DivergedError(PipelineError):
+    """The loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, value: float):
+        self.epoch = epoch
+        super().__init__(
+            f"Training diverged: the loss became {value} in epoch {epoch + 1}. Lower "
+            "`trainer.learning_rate`, set `trainer.clipnorm=1.0`, or check the data for extreme values."
+        )
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path), then rename tmp over path: readers see the old or the new file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The temp name ends with the real name: Keras insists on suffixes like `.weights.h5`.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=f"-{path.name}")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the final file should read like any other
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def nan_guard():
+    """A callback that stops training at the first NaN/inf loss by raising DivergedError."""
+    import keras
+
+    class NanGuard(keras.callbacks.Callback):
+        epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def _check(self, logs):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                raise DivergedError(self.epoch, float(loss))
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._check(logs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._check(logs)
+
+    return NanGuard()
+
+
+def read_backup(folder: Path) -> dict[str, Any] | None:
+    """The last complete backup's state (with absolute file paths), or None if there is none."""
+    state_file = Path(folder) / "state.json"
+    if not state_file.is_file():
+        return None
+    state = json.loads(state_file.read_text())
+    for key in ("weights", "best_weights"):
+        if state.get(key):
+            state[key] = str(Path(folder) / state[key])
+    return state
+
+
+def training_backup(folder: Path, early_stopping=None):
+    """A callback writing the full training state at the end of every epoch."""
+    import keras
+
+    folder = Path(folder)
+
+    class TrainingBackup(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            previous = read_backup(folder)
+            weights = folder / f"epoch-{epoch}.weights.h5"
+            atomic_write(weights, lambda tmp: self.model.save_weights(tmp))
+            state = {"epoch": epoch, "weights": weights.name, "best_weights": None}
+            if early_stopping is not None:
+                state.update(early_stopping_state(early_stopping))
+                if early_stopping.best_weights is not None:
+                    best = folder / f"epoch-{epoch}.best.weights.h5"
+                    current = self.model.get_weights()
+                    self.model.set_weights(early_stopping.best_weights)
+                    try:
+                        atomic_write(best, lambda tmp: self.model.save_weights(tmp))
+                    finally:
+                        self.model.set_weights(current)
+                    state["best_weights"] = best.name
+            atomic_write(folder / "state.json", lambda tmp: Path(tmp).write_text(json.dumps(state)))
+            for key in ("weights", "best_weights"):  # the old epoch's files, now unreferenced
+                old = (previous or {}).get(key)
+                if old and Path(old).name not in (state["weights"], state["best_weights"]):
+                    Path(old).unlink(missing_ok=True)
+
+    return TrainingBackup()
+
+
+def early_stopping_state(cb) -> dict[str, Any]:
+    best = float(cb.best) if cb.best is not None else None
+    return {"es_wait": int(cb.wait), "es_best": best, "es_best_epoch": int(cb.best_epoch)}
+
+
+def resumable_early_stopping(**kwargs):
+    """keras.callbacks.EarlyStopping that can start from a backup's wait/best/best weights
+    (Keras resets them in on_train_begin)."""
+    import keras
+
+    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+        initial_state: dict[str, Any] | None = None
+
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            if self.initial_state:
+                for key, value in self.initial_state.items():
+                    setattr(self, key, value)
+
+    return ResumableEarlyStopping(**kwargs)
+
+
+def restore(model, early_stopping, state: dict[str, Any]) -> int:
+    """Load a backup into a compiled model (and early stopping); return the next epoch."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    if early_stopping is not None and state.get("es_best") is not None:
+        initial = {
+            "wait": state["es_wait"],
+            "best": state["es_best"],
+            "best_epoch": state["es_best_epoch"],
+        }
+        if state.get("best_weights"):
+            model.load_weights(state["best_weights"])
+            initial["best_weights"] = model.get_weights()
+        early_stopping.initial_state = initial
+    model.load_weights(state["weights"])
+    return state["epoch"] + 1
+
+
+def config_differences(logged: dict[str, str], current: dict[str, Any]) -> list[str]:
+    """Param-by-param differences between a run's logged config and the current one,
+    ignoring the keys a resumption may change."""
+    diffs = []
+    for key in sorted(set(logged) | set(current)):
+        if key in RESUMABLE_DIFFERENCES or key.startswith("hydra"):
+            continue
+        old, new = logged.get(key), current.get(key)
+        if old is None or new is None or str(old) != str(new):
+            diffs.append(f"{key}: run has {old!r}, now {new!r}")
+    return diffs
