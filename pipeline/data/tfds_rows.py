@@ -21,6 +21,17 @@ def _offline_error(cfg: TfdsDataConfig, data_dir: str, reason: str) -> DataError
     )
 
 
+def _online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
+    """A quick reachability probe: offline, TFDS would retry its downloads for minutes."""
+    import socket
+
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _scale(x, y):
     import tensorflow as tf
 
@@ -45,6 +56,8 @@ def load(cfg: TfdsDataConfig, seed: int) -> Datasets:
     if not builder.is_prepared():
         if not cfg.download:
             raise _offline_error(cfg, data_dir, "`data.download=false`")
+        if not _online():
+            raise _offline_error(cfg, data_dir, "this machine cannot reach the internet")
         try:
             builder.download_and_prepare()
         except Exception as exc:  # network errors come in many types
