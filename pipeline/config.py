@@ -36,6 +36,11 @@ def _check_fraction(key: str, value: float, high_inclusive: bool = False) -> Non
         )
 
 
+def _check_learning_rate(key: str, value: float) -> None:
+    if not 0.0 < value <= 10.0:
+        raise invalid_value(key, "a number in (0, 10]", value)
+
+
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise invalid_value(key, f"one of {', '.join(choices)}", value)
@@ -182,9 +187,12 @@ class ModelConfig:
     head_units: list[int] = field(default_factory=list)
     head_activation: str = "relu"
     head_dropout: float = 0.0
+    # The Adam step size this cell trains well with; `trainer.learning_rate` overrides it.
+    learning_rate: float = 1e-3
 
     def __post_init__(self) -> None:
         _check_choice("model.cell", self.cell, CELLS)
+        _check_learning_rate("model.learning_rate", self.learning_rate)
         _check_int("model.units", self.units)
         _check_int("model.num_layers", self.num_layers)
         for key in ("dropout", "recurrent_dropout", "head_dropout"):
@@ -199,7 +207,7 @@ class ModelConfig:
 class TrainerConfig:
     epochs: int = 50
     optimizer: str = "adam"
-    learning_rate: float = 1e-3
+    learning_rate: float | None = None
     weight_decay: float = 0.0
     clipnorm: float | None = None
     early_stopping_patience: int | None = 10
@@ -217,8 +225,8 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         _check_int("trainer.epochs", self.epochs)
         _check_choice("trainer.optimizer", self.optimizer, OPTIMIZERS)
-        if not 0.0 < self.learning_rate <= 10.0:
-            raise invalid_value("trainer.learning_rate", "a number in (0, 10]", self.learning_rate)
+        if self.learning_rate is not None:
+            _check_learning_rate("trainer.learning_rate", self.learning_rate)
         if self.weight_decay < 0:
             raise invalid_value("trainer.weight_decay", "a number >= 0", self.weight_decay)
         if self.clipnorm is not None and self.clipnorm <= 0:

@@ -25,7 +25,7 @@ def monitored_metric(trainer: TrainerConfig, spec: DataSpec) -> tuple[str, str]:
     return name, mode
 
 
-def compile_model(model, trainer: TrainerConfig, spec: DataSpec) -> None:
+def compile_model(model, trainer: TrainerConfig, spec: DataSpec, learning_rate: float) -> None:
     """Attach optimizer, loss and metrics that fit the task."""
     import keras
 
@@ -35,7 +35,7 @@ def compile_model(model, trainer: TrainerConfig, spec: DataSpec) -> None:
         "rmsprop": keras.optimizers.RMSprop,
         "sgd": keras.optimizers.SGD,
     }
-    kwargs = {"learning_rate": trainer.learning_rate}
+    kwargs = {"learning_rate": learning_rate}
     if trainer.clipnorm:
         kwargs["clipnorm"] = trainer.clipnorm
     if trainer.weight_decay:
@@ -71,6 +71,11 @@ def resolve_jit(setting: bool | None):
     return "auto" if tf.config.list_physical_devices("GPU") else False
 
 
+def learning_rate_of(conf: Config) -> float:
+    """`trainer.learning_rate` when set, else the rate the model's config recommends."""
+    return conf.trainer.learning_rate or conf.model.learning_rate
+
+
 def seed_everything(conf: Config) -> None:
     import keras
     import tensorflow as tf
@@ -101,7 +106,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
         keras.mixed_precision.set_global_policy(conf.trainer.mixed_precision)
     data = make_datasets(conf.data, conf.seed)
     model = build_model(conf.model, data.spec)
-    compile_model(model, conf.trainer, data.spec)
+    compile_model(model, conf.trainer, data.spec, learning_rate_of(conf))
     monitor, mode = monitored_metric(conf.trainer, data.spec)
     out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="rnn-pipeline-"))
     out.mkdir(parents=True, exist_ok=True)
