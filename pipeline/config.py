@@ -187,12 +187,16 @@ class ModelConfig:
     head_units: list[int] = field(default_factory=list)
     head_activation: str = "relu"
     head_dropout: float = 0.0
-    # The Adam step size this cell trains well with; `trainer.learning_rate` overrides it.
+    # Optimizer settings this cell trains well with; `trainer.learning_rate` / `trainer.clipnorm`
+    # override them.
     learning_rate: float = 1e-3
+    clipnorm: float | None = None
 
     def __post_init__(self) -> None:
         _check_choice("model.cell", self.cell, CELLS)
         _check_learning_rate("model.learning_rate", self.learning_rate)
+        if self.clipnorm is not None and self.clipnorm <= 0:
+            raise invalid_value("model.clipnorm", "a positive number or null", self.clipnorm)
         _check_int("model.units", self.units)
         _check_int("model.num_layers", self.num_layers)
         for key in ("dropout", "recurrent_dropout", "head_dropout"):
@@ -205,13 +209,13 @@ class ModelConfig:
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 50
+    epochs: int = 100
     optimizer: str = "adam"
     learning_rate: float | None = None
     weight_decay: float = 0.0
     clipnorm: float | None = None
-    early_stopping_patience: int | None = 10
-    lr_plateau_patience: int | None = None
+    early_stopping_patience: int | None = 15
+    lr_plateau_patience: int | None = 5
     lr_plateau_factor: float = 0.5
     monitor: str | None = None
     limit_train_batches: int | None = None

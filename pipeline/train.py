@@ -25,7 +25,9 @@ def monitored_metric(trainer: TrainerConfig, spec: DataSpec) -> tuple[str, str]:
     return name, mode
 
 
-def compile_model(model, trainer: TrainerConfig, spec: DataSpec, learning_rate: float) -> None:
+def compile_model(
+    model, trainer: TrainerConfig, spec: DataSpec, learning_rate: float, clipnorm: float | None
+) -> None:
     """Attach optimizer, loss and metrics that fit the task."""
     import keras
 
@@ -36,8 +38,8 @@ def compile_model(model, trainer: TrainerConfig, spec: DataSpec, learning_rate: 
         "sgd": keras.optimizers.SGD,
     }
     kwargs = {"learning_rate": learning_rate}
-    if trainer.clipnorm:
-        kwargs["clipnorm"] = trainer.clipnorm
+    if clipnorm:
+        kwargs["clipnorm"] = clipnorm
     if trainer.weight_decay:
         kwargs["weight_decay"] = trainer.weight_decay
     if spec.task == "classification":
@@ -71,9 +73,12 @@ def resolve_jit(setting: bool | None):
     return "auto" if tf.config.list_physical_devices("GPU") else False
 
 
-def learning_rate_of(conf: Config) -> float:
-    """`trainer.learning_rate` when set, else the rate the model's config recommends."""
-    return conf.trainer.learning_rate or conf.model.learning_rate
+def optimizer_settings(conf: Config) -> tuple[float, float | None]:
+    """Learning rate and clipnorm: the trainer's when set, else those the model recommends."""
+    return (
+        conf.trainer.learning_rate or conf.model.learning_rate,
+        conf.trainer.clipnorm or conf.model.clipnorm,
+    )
 
 
 def seed_everything(conf: Config) -> None:
@@ -106,7 +111,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
         keras.mixed_precision.set_global_policy(conf.trainer.mixed_precision)
     data = make_datasets(conf.data, conf.seed)
     model = build_model(conf.model, data.spec)
-    compile_model(model, conf.trainer, data.spec, learning_rate_of(conf))
+    compile_model(model, conf.trainer, data.spec, *optimizer_settings(conf))
     monitor, mode = monitored_metric(conf.trainer, data.spec)
     out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="rnn-pipeline-"))
     out.mkdir(parents=True, exist_ok=True)

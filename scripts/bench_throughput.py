@@ -91,7 +91,9 @@ def fit_pipeline(cell, spec, train, val, batch, epochs, seed):
     from pipeline.train import compile_model
 
     model = make_model(cell, spec, seed)
-    compile_model(model, TrainerConfig(), spec, learning_rate=1e-3)  # (a) uses Adam's default
+    compile_model(
+        model, TrainerConfig(), spec, learning_rate=1e-3, clipnorm=None
+    )  # (a) uses Adam's default
     train_ds = to_tf_dataset(*train, batch, shuffle=True, seed=seed, cache=True)
     val_ds = to_tf_dataset(*val, batch, shuffle=False, seed=seed, cache=True)
     start = time.perf_counter()

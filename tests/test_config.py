@@ -28,7 +28,7 @@ def test_every_option_composes_and_validates(group, option):
 
 def test_default_composition():
     conf = validate(make_cfg())
-    assert (conf.data.name, conf.model.cell, conf.trainer.epochs) == ("mnist1d", "lstm", 50)
+    assert (conf.data.name, conf.model.cell, conf.trainer.epochs) == ("mnist1d", "lstm", 100)
     assert conf.tracking.experiment_name == "rnn-pipeline"
 
 
