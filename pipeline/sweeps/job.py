@@ -16,6 +16,7 @@ from pipeline.tracking import RunStopped
 
 PRUNED_ATTR = "pruned_at_epoch"  # user attr the job sets before stopping, read by the sweeper
 RUN_ID_ATTR = "mlflow_run_id"  # user attr: the trial's MLflow run, so the sweeper can tag it
+PRUNER_ATTR = "pruner"  # study user attr: the pruner's config, which storages do not keep
 
 
 class TrialPruned(RunStopped, optuna.TrialPruned):
@@ -39,9 +40,20 @@ def load_trial(sweep: SweepConfig) -> optuna.Trial:
 
     storage = open_storage(sweep.storage)
     study = optuna.load_study(study_name=sweep.study_name, storage=storage)
+    study.pruner = pruner_of(study)
     study_id = storage.get_study_id_from_name(sweep.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, sweep.trial_number)
     return optuna.Trial(study, trial_id)
+
+
+def pruner_of(study: optuna.Study) -> optuna.pruners.BasePruner:
+    """The pruner the sweeper chose, rebuilt from the study's attrs (only optuna.pruners classes)."""
+    from hydra.utils import instantiate
+
+    config = study.user_attrs.get(PRUNER_ATTR) or {"_target_": "optuna.pruners.NopPruner"}
+    if not str(config.get("_target_", "")).startswith("optuna.pruners."):
+        raise ValueError(f"Study {study.study_name} names an unexpected pruner: {config}")
+    return instantiate(config)
 
 
 def objective_metric(conf: Config, task: str) -> str:

@@ -6,6 +6,7 @@ same process open their own (fluent) runs while the parent is open.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 from pathlib import Path
@@ -25,10 +26,11 @@ class ParentRun:
         import mlflow
 
         self.uri, self.study_name = uri, study_name
-        self.client = mlflow.MlflowClient(tracking_uri=uri)
         if uri == tracking.default_tracking_uri():
             tracking.STORE_DIR.mkdir(parents=True, exist_ok=True)
-        self.experiment_id = tracking.ensure_experiment(self.client, experiment_name, uri)
+        with _store_creation_lock(uri):  # the client builds a new store's tables right away
+            self.client = mlflow.MlflowClient(tracking_uri=uri)
+            self.experiment_id = tracking.ensure_experiment(self.client, experiment_name, uri)
         self.run_id = ""
 
     def start(self, params: dict) -> None:
@@ -70,6 +72,25 @@ class ParentRun:
         print(console_summary(study, space, metric, counts, self.run_id), flush=True)
 
 
+@contextlib.contextmanager
+def _store_creation_lock(uri: str):
+    """MLflow builds a new SQLite store's tables on first use, and two workers doing it at once
+    corrupt it: the first to come creates it while the others wait."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    from optuna.storages.journal import JournalFileOpenLock
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    lock = JournalFileOpenLock(str(db), grace_period=120)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def _best(study) -> optuna.trial.FrozenTrial | None:
     try:
         return study.best_trial
@@ -105,9 +126,11 @@ def write_plots(study, out: Path) -> list[Path]:
     from optuna.visualization import matplotlib as ovm
 
     written = []
+    # fANOVA's default 64 trees take seconds; 16 rank a few parameters as well.
+    evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=16, seed=0)
     plots = {
         "optimization_history": ovm.plot_optimization_history,
-        "param_importances": ovm.plot_param_importances,
+        "param_importances": lambda s: ovm.plot_param_importances(s, evaluator=evaluator),
         "parallel_coordinate": ovm.plot_parallel_coordinate,
     }
     for name, plot in plots.items():

@@ -94,6 +94,8 @@ class Sweep:
             direction=self.direction,
             load_if_exists=True,
         )
+        # Jobs in other processes rebuild the pruner from here: storages keep no pruner.
+        self.study.set_user_attr(job.PRUNER_ATTR, pruner_cfg)
         self.failures = 0
         self.ran: list[int] = []
 

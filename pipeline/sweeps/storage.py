@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -91,7 +92,9 @@ def fail_stale_trials(study: optuna.Study, grace_period: float, retries: int) ->
         if now - last_sign_of_life(t) > grace_period
     ]
     failed = []
-    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retries) if retries else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(retries) if retries else None
     for trial in stale:
         try:
             study.tell(trial.number, state=TrialState.FAIL)
