@@ -105,12 +105,6 @@ class Sweep:
         parent.start(self._parent_params())
         status = "FAILED"
         try:
-            if self.s.heartbeat_interval:
-                stale = storage.fail_stale_trials(
-                    self.study, self.s.grace_period, self.s.stale_retries
-                )
-                if stale:
-                    print(f"[sweep] failed stale trials left RUNNING: {stale}", flush=True)
             while batch := self._claim():
                 self._run_batch(batch, launch, parent)
             status = "FINISHED"
@@ -139,8 +133,17 @@ class Sweep:
         }
 
     def _claim(self) -> list[optuna.Trial]:
-        """Ask for as many trials as are missing (at most n_jobs), under the storage's lock."""
+        """Ask for as many trials as are missing (at most n_jobs), under the storage's lock.
+
+        Retried trials of dead workers wait in the study (WAITING); `ask` takes those first.
+        """
         with storage.claim_lock(self.storage_url):
+            if self.s.heartbeat_interval:  # a dead worker's trial frees its place in n_trials
+                stale = storage.fail_stale_trials(
+                    self.study, self.s.grace_period, self.s.stale_retries
+                )
+                if stale:
+                    print(f"[sweep] failed trials left RUNNING by dead workers: {stale}")
             counted = len(self.study.get_trials(deepcopy=False, states=COUNTED))
             wanted = min(self.s.n_jobs, self.s.n_trials - counted)
             return [self.study.ask(self.space.distributions) for _ in range(max(wanted, 0))]
@@ -184,7 +187,10 @@ class Sweep:
         self.ran.append(trial.number)
         frozen = self.study.trials[trial.number]
         parent.tag_child(frozen.user_attrs.get(job.RUN_ID_ATTR), state.name)
-        shown = f"{value:.4f}" if value is not None else (error or "")[:200]
+        if state == TrialState.PRUNED:
+            shown = f"after epoch {frozen.user_attrs.get(job.PRUNED_ATTR, frozen.last_step) + 1}"
+        else:
+            shown = f"{value:.4f}" if value is not None else (error or "")[:200]
         print(f"[sweep] trial {trial.number} {state.name}: {shown}", flush=True)
         if state == TrialState.FAIL:
             self.failures += 1
