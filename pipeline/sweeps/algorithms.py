@@ -25,7 +25,12 @@ class Algorithms:
         self.sampler_config = dict(sampler_config)
         self.pruner_config = dict(pruner_config)
 
-    def sampler(self, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    def sampler(self, space: SearchSpace, offset: int = 0) -> optuna.samplers.BaseSampler:
+        """The sampler, its seed shifted by `offset` (the number of trials already in the study).
+
+        Rebuilt before each trial this way, a resumed sweep or a second worker does not replay the
+        proposals of trials 0, 1, ... that one seed would repeat, and trial k still gets seed + k.
+        """
         target = self.sampler_config.get("_target_", "")
         if target in NEEDS:
             module, how = NEEDS[target]
@@ -34,9 +39,12 @@ class Algorithms:
                     f"The sampler {target.rsplit('.', 1)[-1]} needs the `{module}` package, which "
                     f"is not installed: {how}, or pick another with hydra/sweeper/sampler=tpe."
                 )
+        config = dict(self.sampler_config)
+        if config.get("seed") is not None:
+            config["seed"] += offset
         if target.endswith("GridSampler"):
-            return instantiate(self.sampler_config, search_space=space.grid())
-        return instantiate(self.sampler_config)
+            return instantiate(config, search_space=space.grid())
+        return instantiate(config)
 
     def pruner(self) -> optuna.pruners.BasePruner:
         return instantiate(self.pruner_config)

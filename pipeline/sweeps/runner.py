@@ -15,9 +15,10 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from optuna.trial import TrialState
 
 from pipeline import tracking
@@ -70,11 +71,12 @@ def default_study_name(config: DictConfig, space: SearchSpace, definition: dict)
 class Sweep:
     """One invocation of the sweeper on one study."""
 
-    def __init__(self, settings: Settings, space: SearchSpace, config: DictConfig, samplers):
+    def __init__(self, settings: Settings, space: SearchSpace, config: DictConfig, algorithms):
         self.s, self.space, self.config = settings, space, config
         self.metric, auto_direction = objective(config)
         self.direction = settings.direction or auto_direction
-        sampler_cfg, pruner_cfg = samplers.sampler_config, samplers.pruner_config
+        self.algorithms = algorithms
+        sampler_cfg, pruner_cfg = algorithms.sampler_config, algorithms.pruner_config
         self.definition = {
             "space": space.describe(),
             "fixed": space.fixed,
@@ -85,12 +87,14 @@ class Sweep:
         }
         self.uri = tracking.resolve_tracking_uri(config.tracking.uri)
         self.storage_url = settings.storage or storage.default_storage(self.uri)
+        if storage.is_journal_file(self.storage_url):  # jobs may run from another directory
+            self.storage_url = str(Path(self.storage_url).resolve())
         self.study_name = settings.study_name or default_study_name(config, space, self.definition)
         self.study = optuna.create_study(
             storage=storage.open_storage(self.storage_url),
             study_name=self.study_name,
-            sampler=samplers.sampler(space),
-            pruner=samplers.pruner(),
+            sampler=algorithms.sampler(space),
+            pruner=algorithms.pruner(),
             direction=self.direction,
             load_if_exists=True,
         )
@@ -146,7 +150,12 @@ class Sweep:
                     print(f"[sweep] failed trials left RUNNING by dead workers: {stale}")
             counted = len(self.study.get_trials(deepcopy=False, states=COUNTED))
             wanted = min(self.s.n_jobs, self.s.n_trials - counted)
-            return [self.study.ask(self.space.distributions) for _ in range(max(wanted, 0))]
+            return [self._ask() for _ in range(max(wanted, 0))]
+
+    def _ask(self) -> optuna.Trial:
+        existing = len(self.study.get_trials(deepcopy=False))
+        self.study.sampler = self.algorithms.sampler(self.space, offset=existing)
+        return self.study.ask(self.space.distributions)
 
     def _overrides(self, trial: optuna.Trial, parent_id: str) -> list[str]:
         sweep = {
@@ -220,7 +229,3 @@ def _release_keras_memory() -> None:
     """Jobs run in this process leave their models in Keras' global state; drop them."""
     if "keras" in sys.modules:
         sys.modules["keras"].backend.clear_session()
-
-
-def to_plain(node) -> dict:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
