@@ -54,6 +54,7 @@ class DataConfig:
     """Fields every dataset shares."""
 
     _key: ClassVar[str] = "data"
+    task: ClassVar[str] = "classification"  # what the data asks for; sweeps pick a direction by it
     name: str = MISSING
     batch_size: int = 128
     val_fraction: float = 0.1
@@ -83,6 +84,7 @@ class Mnist1dDataConfig(DataConfig):
 class SeriesDataConfig(DataConfig):
     """Windowed forecasting over one series, split chronologically."""
 
+    task: ClassVar[str] = "regression"
     batch_size: int = 32
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -155,6 +157,7 @@ class TfdsDataConfig(DataConfig):
 class ToyDataConfig(DataConfig):
     """The seed tutorial's two 4-step sequences; train, val and test are the same two."""
 
+    task: ClassVar[str] = "regression"
     name: str = "toy"
     batch_size: int = 2
 
@@ -272,6 +275,26 @@ class TrackingConfig:
 
 
 @dataclass
+class SweepConfig:
+    """Which Optuna trial this job is, set by the sweeper; all null outside a sweep."""
+
+    storage: str | None = None
+    study_name: str | None = None
+    trial_number: int | None = None
+    parent_run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.trial_number is not None:
+            _check_int("sweep.trial_number", self.trial_number, low=0)
+            if not (self.storage and self.study_name):
+                raise invalid_value(
+                    "sweep.storage and sweep.study_name",
+                    "both set when sweep.trial_number is set",
+                    (self.storage, self.study_name),
+                )
+
+
+@dataclass
 class Config:
     seed: int = 42
     optimized_metric: str | None = None
@@ -279,6 +302,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
 
 def register_configs() -> None:

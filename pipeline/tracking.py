@@ -70,6 +70,14 @@ def ensure_experiment(client, name: str, uri: str) -> str:
     raise PipelineError(f"Could not create or find the MLflow experiment `{name}` at {uri}.")
 
 
+class RunStopped(Exception):
+    """Raised to stop a run on purpose (a sweep's pruner): the run closes KILLED with `tags`."""
+
+    def __init__(self, message: str, tags: dict[str, str] | None = None):
+        super().__init__(message)
+        self.tags = tags or {}
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM turned into an interrupt so the run is closed as KILLED."""
 
@@ -80,7 +88,8 @@ def _raise_terminated(signum, frame):
 
 @contextlib.contextmanager
 def mlflow_run(uri: str, experiment_name: str, run_name: str | None, tags: dict[str, str]):
-    """Open one MLflow run; close it FINISHED, FAILED (with the error in tags) or KILLED."""
+    """Open one MLflow run; close it FINISHED, FAILED (with the error in tags) or KILLED
+    (interrupted, or stopped on purpose by RunStopped)."""
     import mlflow
 
     if uri == default_tracking_uri():
@@ -97,6 +106,10 @@ def mlflow_run(uri: str, experiment_name: str, run_name: str | None, tags: dict[
         yield run
     except KeyboardInterrupt:
         mlflow.set_tag("status_reason", "interrupted (Ctrl-C or SIGTERM)")
+        mlflow.end_run(status="KILLED")
+        raise
+    except RunStopped as exc:
+        mlflow.set_tags({**exc.tags, "status_reason": str(exc)})
         mlflow.end_run(status="KILLED")
         raise
     except BaseException as exc:

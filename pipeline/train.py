@@ -105,6 +105,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
 
     from pipeline import tracking
     from pipeline.models import build_model
+    from pipeline.sweeps import job as sweep_job
 
     seed_everything(conf)
     if conf.trainer.mixed_precision:
@@ -119,6 +120,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
     uri = tracking.resolve_tracking_uri(conf.tracking.uri)
     run_name = conf.tracking.run_name or f"{conf.model.cell}-{conf.data.name}"
     tags = {"data": conf.data.name, "cell": conf.model.cell, "task": data.spec.task}
+    tags.update(sweep_job.run_tags(conf.sweep))  # nests a sweep trial's run under its parent
     resolved = OmegaConf.to_container(cfg, resolve=True)
     with tracking.mlflow_run(uri, conf.tracking.experiment_name, run_name, tags) as run:
         import mlflow
@@ -126,6 +128,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
         mlflow.log_params(tracking.flatten(resolved))
         mlflow.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
         callbacks = [tracking.epoch_logger()]
+        callbacks += sweep_job.trial_callbacks(conf, data.spec.task, run.info.run_id)  # pruning
         if conf.trainer.early_stopping_patience is not None:
             callbacks.insert(
                 0,

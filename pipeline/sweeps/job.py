@@ -1,0 +1,87 @@
+"""The job's side of a sweep: find its Optuna trial in the storage, report every epoch, get pruned.
+
+The sweeper passes `sweep.storage`, `sweep.study_name` and `sweep.trial_number` as overrides, so
+this works the same whether the job runs in the sweeping process or in another process or
+machine that reaches the same storage.
+"""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+
+from pipeline.config import Config, SweepConfig
+from pipeline.tracking import RunStopped
+
+PRUNED_ATTR = "pruned_at_epoch"  # user attr the job sets before stopping, read by the sweeper
+RUN_ID_ATTR = "mlflow_run_id"  # user attr: the trial's MLflow run, so the sweeper can tag it
+PRUNER_ATTR = "pruner"  # study user attr: the pruner's config, which storages do not keep
+
+
+class TrialPruned(RunStopped, optuna.TrialPruned):
+    """The pruner stopped this trial: Optuna records it PRUNED, MLflow closes the run KILLED."""
+
+
+def run_tags(sweep: SweepConfig) -> dict[str, str]:
+    """Tags nesting the trial's MLflow run under the sweep's parent run."""
+    if sweep.trial_number is None:
+        return {}
+    tags = {"trial_number": str(sweep.trial_number), "study_name": str(sweep.study_name)}
+    tags["trial_state"] = "RUNNING"  # the sweeper sets the final state
+    if sweep.parent_run_id:
+        tags["mlflow.parentRunId"] = sweep.parent_run_id
+    return tags
+
+
+def load_trial(sweep: SweepConfig) -> optuna.Trial:
+    """Rebuild the running trial from its storage, study name and number."""
+    from pipeline.sweeps.storage import open_storage
+
+    storage = open_storage(sweep.storage)
+    study = optuna.load_study(study_name=sweep.study_name, storage=storage)
+    study.pruner = pruner_of(study)
+    study_id = storage.get_study_id_from_name(sweep.study_name)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, sweep.trial_number)
+    return optuna.Trial(study, trial_id)
+
+
+def pruner_of(study: optuna.Study) -> optuna.pruners.BasePruner:
+    """The pruner the sweeper chose, rebuilt from the study's attrs (only optuna.pruners classes)."""
+    from hydra.utils import instantiate
+
+    config = study.user_attrs.get(PRUNER_ATTR) or {"_target_": "optuna.pruners.NopPruner"}
+    if not str(config.get("_target_", "")).startswith("optuna.pruners."):
+        raise ValueError(f"Study {study.study_name} names an unexpected pruner: {config}")
+    return instantiate(config)
+
+
+def objective_metric(conf: Config, task: str) -> str:
+    """The metric the sweep optimizes: `optimized_metric`, else the task's validation metric."""
+    return conf.optimized_metric or ("val_accuracy" if task == "classification" else "val_loss")
+
+
+def trial_callbacks(conf: Config, task: str, run_id: str) -> list:
+    """Keras callbacks that report to, and may be stopped by, the job's trial; none outside a sweep."""
+    if conf.sweep.trial_number is None:
+        return []
+    import keras
+
+    trial = load_trial(conf.sweep)
+    trial.set_user_attr(RUN_ID_ATTR, run_id)
+    metric = objective_metric(conf, task)
+
+    class OptunaPruning(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            value = (logs or {}).get(metric)
+            if value is None or not math.isfinite(float(value)):
+                return  # nothing to compare; a NaN final value fails the trial instead
+            trial.report(float(value), step=epoch)
+            if trial.should_prune():
+                trial.set_user_attr(PRUNED_ATTR, epoch)
+                raise TrialPruned(
+                    f"Trial {trial.number} pruned after epoch {epoch + 1} ({metric}={value:.4f}).",
+                    tags={"pruned": "true", "trial_state": "PRUNED", "pruned_at_epoch": str(epoch)},
+                )
+
+    return [OptunaPruning()]

@@ -1,0 +1,231 @@
+"""The sweep loop: claim trials up to the study's total, launch their jobs, record the outcomes.
+
+`n_trials` is the study's total of COMPLETE + PRUNED trials (plus those running now), so the same
+command run again resumes, and run in several terminals cooperates. FAIL trials (a job raised,
+returned NaN, or its worker died) do not count: they are replaced, up to `max_failures` in one
+invocation.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from omegaconf import DictConfig, open_dict
+from optuna.trial import TrialState
+
+from pipeline import tracking
+from pipeline.config import validate
+from pipeline.errors import PipelineError
+from pipeline.sweeps import job, storage
+from pipeline.sweeps.report import ParentRun
+from pipeline.sweeps.space import SearchSpace, format_value
+
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+
+
+class SweepError(PipelineError):
+    """The sweep cannot go on (failure budget spent, bad sampler or storage)."""
+
+
+@dataclass
+class Settings:
+    """The sweeper's own knobs, from `hydra.sweeper` (see conf/hparams_search/rnn.yaml)."""
+
+    n_trials: int
+    n_jobs: int = 1
+    direction: str | None = None
+    study_name: str | None = None
+    storage: str | None = None
+    max_failures: int = 5
+    heartbeat_interval: float | None = 60
+    grace_period: float = 300
+    stale_retries: int = 1
+
+
+def objective(config: DictConfig) -> tuple[str, str]:
+    """The metric the jobs return and its direction, from the composed config's data task."""
+    task_cfg = copy.deepcopy(config)
+    with open_dict(task_cfg):
+        task_cfg.pop("hydra", None)
+    conf = validate(task_cfg)
+    metric = job.objective_metric(conf, conf.data.task)
+    return metric, "maximize" if "acc" in metric else "minimize"
+
+
+def default_study_name(config: DictConfig, space: SearchSpace, definition: dict) -> str:
+    """Same search, same fixed overrides, same sampler and pruner -> same study (so it resumes)."""
+    choices = config.hydra.runtime.choices if "hydra" in config else {}
+    search = choices.get("hparams_search") or "sweep"
+    digest = hashlib.sha1(json.dumps(definition, sort_keys=True, default=str).encode())
+    return f"{search}-{config.data.name}-{digest.hexdigest()[:8]}"
+
+
+class Sweep:
+    """One invocation of the sweeper on one study."""
+
+    def __init__(self, settings: Settings, space: SearchSpace, config: DictConfig, algorithms):
+        self.s, self.space, self.config = settings, space, config
+        self.metric, auto_direction = objective(config)
+        self.direction = settings.direction or auto_direction
+        self.algorithms = algorithms
+        sampler_cfg, pruner_cfg = algorithms.sampler_config, algorithms.pruner_config
+        self.definition = {
+            "space": space.describe(),
+            "fixed": space.fixed,
+            "sampler": sampler_cfg,
+            "pruner": pruner_cfg,
+            "direction": self.direction,
+            "metric": self.metric,
+        }
+        self.uri = tracking.resolve_tracking_uri(config.tracking.uri)
+        self.storage_url = settings.storage or storage.default_storage(self.uri)
+        if storage.is_journal_file(self.storage_url):  # jobs may run from another directory
+            self.storage_url = str(Path(self.storage_url).resolve())
+        self.study_name = settings.study_name or default_study_name(config, space, self.definition)
+        self.study = optuna.create_study(
+            storage=storage.open_storage(self.storage_url),
+            study_name=self.study_name,
+            sampler=algorithms.sampler(space),
+            pruner=algorithms.pruner(),
+            direction=self.direction,
+            load_if_exists=True,
+        )
+        # Jobs in other processes rebuild the pruner from here: storages keep no pruner.
+        self.study.set_user_attr(job.PRUNER_ATTR, pruner_cfg)
+        self.failures = 0
+        self.ran: list[int] = []
+
+    def run(self, launch: Callable[[Sequence[Sequence[str]], int], list]) -> optuna.Study:
+        """Run trials until the study holds n_trials; returns the study."""
+        parent = ParentRun(self.uri, self.config.tracking.experiment_name, self.study_name)
+        parent.start(self._parent_params())
+        status = "FAILED"
+        try:
+            while batch := self._claim():
+                self._run_batch(batch, launch, parent)
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            parent.finish(self.study, self.space, self.metric, self.ran, status)
+        return self.study
+
+    def _parent_params(self) -> dict:
+        sampler, pruner = self.definition["sampler"], self.definition["pruner"]
+        return {
+            "study_name": self.study_name,
+            "storage": self.storage_url,
+            "n_trials": self.s.n_trials,
+            "direction": self.direction,
+            "metric": self.metric,
+            "sampler": sampler.get("_target_", "?").rsplit(".", 1)[-1],
+            "sampler_config": json.dumps(sampler),
+            "pruner": pruner.get("_target_", "?").rsplit(".", 1)[-1],
+            "pruner_config": json.dumps(pruner),
+            "search_space": json.dumps(self.space.describe()),
+            "fixed_overrides": " ".join(self.space.fixed),
+            **{f"space.{k}": v for k, v in self.space.describe().items()},
+        }
+
+    def _claim(self) -> list[optuna.Trial]:
+        """Ask for as many trials as are missing (at most n_jobs), under the storage's lock.
+
+        Retried trials of dead workers wait in the study (WAITING); `ask` takes those first.
+        """
+        with storage.claim_lock(self.storage_url):
+            if self.s.heartbeat_interval:  # a dead worker's trial frees its place in n_trials
+                stale = storage.fail_stale_trials(
+                    self.study, self.s.grace_period, self.s.stale_retries
+                )
+                if stale:
+                    print(f"[sweep] failed trials left RUNNING by dead workers: {stale}")
+            counted = len(self.study.get_trials(deepcopy=False, states=COUNTED))
+            wanted = min(self.s.n_jobs, self.s.n_trials - counted)
+            return [self._ask() for _ in range(max(wanted, 0))]
+
+    def _ask(self) -> optuna.Trial:
+        existing = len(self.study.get_trials(deepcopy=False))
+        self.study.sampler = self.algorithms.sampler(self.space, offset=existing)
+        return self.study.ask(self.space.distributions)
+
+    def _overrides(self, trial: optuna.Trial, parent_id: str) -> list[str]:
+        sweep = {
+            "sweep.storage": self.storage_url,
+            "sweep.study_name": self.study_name,
+            "sweep.trial_number": trial.number,
+            "sweep.parent_run_id": parent_id,
+        }
+        extra = [f"{k}={format_value(v)}" for k, v in sweep.items()]
+        if not any(o.startswith("tracking.run_name=") for o in self.space.fixed):
+            extra.append(f"tracking.run_name=trial-{trial.number}")
+        return self.space.overrides(trial.params) + extra
+
+    def _run_batch(self, batch: list[optuna.Trial], launch, parent: ParentRun) -> None:
+        overrides = [self._overrides(t, parent.run_id) for t in batch]
+        for trial in batch:
+            print(f"[sweep] trial {trial.number}: {' '.join(self.space.overrides(trial.params))}")
+        try:
+            with storage.heartbeat(batch, self.s.heartbeat_interval):
+                returns = launch(overrides, batch[0].number)
+        except BaseException:
+            for trial in batch:  # so a resumed sweep runs them again
+                self.study.tell(trial, state=TrialState.FAIL)
+            raise
+        finally:
+            _release_keras_memory()
+        for trial, ret in zip(batch, returns, strict=True):
+            self._record(trial, ret, parent)
+
+    def _record(self, trial: optuna.Trial, ret, parent: ParentRun) -> None:
+        state, value, error = outcome(ret, self.study.trials[trial.number])
+        if state == TrialState.COMPLETE:
+            self.study.tell(trial, value)
+        else:
+            if error:
+                trial.set_user_attr("error", error[:2000])
+            self.study.tell(trial, state=state)
+        self.ran.append(trial.number)
+        frozen = self.study.trials[trial.number]
+        parent.tag_child(frozen.user_attrs.get(job.RUN_ID_ATTR), state.name)
+        if state == TrialState.PRUNED:
+            shown = f"after epoch {frozen.user_attrs.get(job.PRUNED_ATTR, frozen.last_step) + 1}"
+        else:
+            shown = f"{value:.4f}" if value is not None else (error or "")[:200]
+        print(f"[sweep] trial {trial.number} {state.name}: {shown}", flush=True)
+        if state == TrialState.FAIL:
+            self.failures += 1
+            if self.failures > self.s.max_failures:
+                raise SweepError(
+                    f"{self.failures} trials failed in this sweep, more than "
+                    f"hydra.sweeper.max_failures={self.s.max_failures}. Last error: {error}"
+                )
+
+
+def outcome(ret, frozen: optuna.trial.FrozenTrial) -> tuple[TrialState, float | None, str | None]:
+    """What a job's return means for its trial: (state, value, error message)."""
+    from hydra.core.utils import JobStatus
+
+    if ret.status == JobStatus.COMPLETED:
+        value = ret.return_value
+        if value is None or not math.isfinite(float(value)):
+            return TrialState.FAIL, None, f"the job returned {value!r} for the optimized metric"
+        return TrialState.COMPLETE, float(value), None
+    error = ret._return_value  # the exception the job raised (Hydra keeps it here)
+    if isinstance(error, optuna.TrialPruned) or job.PRUNED_ATTR in frozen.user_attrs:
+        return TrialState.PRUNED, None, None
+    return TrialState.FAIL, None, f"{type(error).__name__}: {error}"
+
+
+def _release_keras_memory() -> None:
+    """Jobs run in this process leave their models in Keras' global state; drop them."""
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session()

@@ -1,0 +1,131 @@
+"""Where studies live, and what keeps several workers on one study honest.
+
+A storage is given as text so it can travel to each job as a config override: a file path is an
+Optuna journal file (safe for several processes on one machine, and what `optuna-dashboard PATH`
+opens), `redis://...` a journal in Redis, anything else with `://` a database URL (PostgreSQL or
+MySQL for many machines; SQLite is not safe for parallel writers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from pipeline import tracking
+
+JOURNAL_NAME = "journal.log"
+HEARTBEAT_ATTR = "heartbeat"  # user attr: last time (epoch seconds) the worker said it is alive
+
+
+def default_storage(tracking_uri: str) -> str:
+    """A journal file beside the MLflow store when that is a local SQLite file, else in mlruns/."""
+    if tracking_uri.startswith("sqlite:///"):
+        store = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    else:
+        store = tracking.STORE_DIR
+    return str(store / "optuna" / JOURNAL_NAME)
+
+
+def is_journal_file(url: str) -> bool:
+    return "://" not in url
+
+
+def open_storage(url: str) -> BaseStorage:
+    """The Optuna storage behind a path or URL (see the module docstring)."""
+    if is_journal_file(url):
+        from optuna.storages.journal import JournalFileBackend
+
+        Path(url).parent.mkdir(parents=True, exist_ok=True)
+        # The backend's default lock is the one optuna-dashboard uses too.
+        return JournalStorage(JournalFileBackend(url))
+    if url.startswith("redis"):
+        from optuna.storages.journal import JournalRedisBackend
+
+        return JournalStorage(JournalRedisBackend(url))
+    return RDBStorage(url)
+
+
+@contextlib.contextmanager
+def claim_lock(url: str):
+    """Serialise "count the trials, then ask for new ones" across workers sharing a journal file.
+
+    Without it two workers can both see one trial missing and both start one. Other storages
+    have no cross-process lock here; their workers may overshoot `n_trials` by a trial or two.
+    """
+    if not is_journal_file(url):
+        yield
+        return
+    from optuna.storages.journal import JournalFileOpenLock
+
+    # A lock of our own: the journal's lock guards single writes, this one a read-then-write.
+    lock = JournalFileOpenLock(f"{url}.claim", grace_period=60)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def last_sign_of_life(trial: FrozenTrial) -> float:
+    beat = trial.user_attrs.get(HEARTBEAT_ATTR)
+    start = trial.datetime_start.timestamp() if trial.datetime_start else time.time()
+    return max(float(beat), start) if beat is not None else start
+
+
+def fail_stale_trials(study: optuna.Study, grace_period: float, retries: int) -> list[int]:
+    """Fail RUNNING trials silent for longer than grace_period; requeue each up to `retries` times.
+
+    Returns the numbers of the trials failed. A worker that was killed leaves its trial RUNNING;
+    this is what keeps such a trial from holding a place in `n_trials` forever.
+    """
+    now = time.time()
+    stale = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if now - last_sign_of_life(t) > grace_period
+    ]
+    failed = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(retries) if retries else None
+    for trial in stale:
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except (RuntimeError, ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker finished or failed it first
+        failed.append(trial.number)
+        if retry is not None:
+            retry(study, study.trials[trial.number])
+    return failed
+
+
+@contextlib.contextmanager
+def heartbeat(trials: list[optuna.Trial], interval: float | None):
+    """While the block runs, stamp each trial every `interval` seconds so others see it alive."""
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial in trials:
+                with contextlib.suppress(Exception):  # a finished trial refuses stamps
+                    trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
