@@ -79,20 +79,21 @@ def model_summary(model) -> str:
     return "\n".join(lines) + "\n"
 
 
-def predict_split(model, test_ds) -> tuple[np.ndarray, np.ndarray]:
-    """Targets and predictions over a (possibly limited) test pipeline, in its fixed order."""
-    y_true = np.concatenate([np.asarray(y) for _, y in test_ds])
-    return y_true, np.asarray(model.predict(test_ds, verbose=0), dtype=np.float32)
+def log_pictures(model, history: dict, test_ds, data) -> list[str]:
+    """Draw and log every picture for this run; returns the artifact paths.
 
-
-def log_pictures(model, history: dict, test_ds, spec, scaler: dict | None = None) -> list[str]:
-    """Draw and log every picture for this run; returns the artifact paths."""
+    `test_ds` is the test pipeline as evaluated (possibly limited to its first batches); it is
+    never shuffled, so its targets are the first rows of `data.arrays["test"]`, read from
+    there rather than by iterating the pipeline a second time.
+    """
     import mlflow
 
     mlflow.log_text(model_summary(model), "model_summary.txt")
     mlflow.log_figure(learning_curves(history), "plots/learning_curves.png")
     paths = ["model_summary.txt", "plots/learning_curves.png"]
-    y_true, y_pred = predict_split(model, test_ds)
+    spec, scaler = data.spec, data.scaler
+    y_pred = np.asarray(model.predict(test_ds, verbose=0), dtype=np.float32)
+    y_true = data.arrays["test"][1][: len(y_pred)]
     if spec.task == "classification":
         fig, _ = confusion_matrix(y_true, y_pred.argmax(axis=-1), spec.output_size)
         mlflow.log_figure(fig, "plots/confusion_matrix.png")

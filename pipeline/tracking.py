@@ -26,8 +26,12 @@ def resolve_tracking_uri(configured: str | None) -> str:
 
 
 def ui_command(uri: str) -> str:
-    """The command that opens the MLflow UI on this store."""
-    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+    """The command that opens the MLflow UI on this store (pipeline/ui.py)."""
+    if uri.startswith(("http://", "https://")):
+        return uri  # already a server
+    if uri == default_tracking_uri():
+        return "python -m pipeline.ui"
+    return f"python -m pipeline.ui --uri {uri}"
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -161,7 +161,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
         mlflow.log_metrics(
             {f"final_{k}" if k.startswith("val_") else k: v for k, v in metrics.items()}
         )
-        plots.log_pictures(model, history.history, test_ds, data.spec, data.scaler)
+        plots.log_pictures(model, history.history, test_ds, data)
         if conf.tracking.log_model:
             tracking.log_trained_model(model, out, test_ds, conf.tracking.registered_model_name)
     metrics["wall_seconds"] = time.perf_counter() - started
