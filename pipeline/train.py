@@ -80,7 +80,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
     started = time.perf_counter()
     import keras
 
-    from pipeline import environment, lineage, plots, tracking
+    from pipeline import environment, lineage, model_logging, plots, tracking
     from pipeline.models import build_model
 
     seed_everything(conf)
@@ -114,7 +114,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
         lineage.log_datasets(data, conf.data.name)
         callbacks = [tracking.epoch_logger()]
         if conf.tracking.log_model:
-            callbacks.append(tracking.best_checkpoint(out / "best.keras", monitor, mode))
+            callbacks.append(model_logging.best_checkpoint(out / "best.keras", monitor, mode))
         if conf.trainer.early_stopping_patience is not None:
             callbacks.insert(
                 0,
@@ -163,7 +163,9 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
         )
         plots.log_pictures(model, history.history, test_ds, data)
         if conf.tracking.log_model:
-            tracking.log_trained_model(model, out, test_ds, conf.tracking.registered_model_name)
+            model_logging.log_trained_model(
+                model, out, test_ds, conf.tracking.registered_model_name
+            )
     metrics["wall_seconds"] = time.perf_counter() - started
     print_summary(conf, data, model, metrics, run.info, uri)
     return metrics

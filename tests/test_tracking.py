@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline import tracking
+from pipeline import model_logging, tracking
 
 
 def test_default_store_is_absolute_sqlite_in_project_mlruns(monkeypatch):
@@ -71,9 +71,27 @@ def test_logged_model_loads_back_and_predicts_like_the_in_memory_model(store):
     model = keras.Sequential([keras.Input((6, 2)), keras.layers.GRU(3), keras.layers.Dense(4)])
     x = np.random.default_rng(0).normal(size=(7, 6, 2)).astype("float32")
     with tracking.mlflow_run(store, "models", "m", {}, system_metrics=False) as run:
-        info = tracking.log_model(model, x[:2])
+        info = model_logging.log_model(model, x[:2])
     assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 6, 2)
     mlflow.set_tracking_uri(store)
     loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     np.testing.assert_allclose(loaded.predict(x), model.predict(x, verbose=0), rtol=1e-6)
     assert loaded.input_example.shape == (2, 6, 2)
+
+
+def test_best_checkpoint_keeps_the_best_epoch_not_the_last(tmp_path):
+    import keras
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    callback = model_logging.best_checkpoint(tmp_path / "best.keras", "val_loss", "min")
+    callback.set_model(model)
+    weights = {}
+    for epoch, val_loss in enumerate([0.9, 0.4, 0.7]):  # epoch 1 is the best
+        model.set_weights([np.full((3, 1), float(epoch)), np.zeros(1)])
+        weights[epoch] = model.get_weights()
+        callback.on_epoch_end(epoch, {"val_loss": val_loss})
+    callback.on_train_end()
+    saved = keras.saving.load_model(tmp_path / "best.keras")
+    np.testing.assert_array_equal(saved.get_weights()[0], weights[1][0])
+    np.testing.assert_array_equal(model.get_weights()[0], weights[2][0])  # model left as it was
