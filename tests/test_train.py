@@ -134,7 +134,12 @@ def test_smoke_run_is_fully_tracked(store, tmp_path):
     import mlflow
     import numpy as np
 
-    cfg = make_cfg("trainer=smoke", "model.units=16", "tracking.system_metrics_interval=0.5")
+    cfg = make_cfg(
+        "trainer=smoke",
+        "model.units=16",
+        "tracking.system_metrics_interval=0.5",
+        "tracking.registered_model_name=rnn-smoke",
+    )
     train(cfg, output_dir=tmp_path / "out")
     [run] = runs_in(store)
     run_id, tags = run.info.run_id, run.data.tags
@@ -173,6 +178,8 @@ def test_smoke_run_is_fully_tracked(store, tmp_path):
     x = pyfunc.input_example
     assert x.shape == (5, 40, 1)
     np.testing.assert_allclose(pyfunc.predict(x), final.predict(x, verbose=0), rtol=1e-5)
+    [version] = client.search_model_versions("name='rnn-smoke'")
+    assert version.run_id == run_id and int(version.version) == 1
 
 
 def test_sigterm_mid_training_leaves_run_killed(store, tmp_path):
