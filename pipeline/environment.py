@@ -21,6 +21,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DeviceSource = Callable[[], tuple[str | None, list[dict]]]
 
 
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)  # older NVML returns bytes
+
+
 def nvml_devices() -> tuple[str | None, list[dict]]:
     """GPUs as NVIDIA's management library sees them; (None, []) without a driver."""
     try:
@@ -37,12 +41,12 @@ def nvml_devices() -> tuple[str | None, list[dict]]:
             major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
             devices.append(
                 {
-                    "name": pynvml.nvmlDeviceGetName(handle),
+                    "name": _text(pynvml.nvmlDeviceGetName(handle)),
                     "memory_total_mb": pynvml.nvmlDeviceGetMemoryInfo(handle).total // 2**20,
                     "compute_capability": f"{major}.{minor}",
                 }
             )
-        return (driver.decode() if isinstance(driver, bytes) else driver), devices
+        return _text(driver), devices
     except Exception:  # noqa: BLE001 - a half-working driver still must not fail the run
         return None, []
     finally:
@@ -66,21 +70,42 @@ def tensorflow_devices() -> tuple[str | None, list[dict]]:
     return None, devices
 
 
-def gpu_tags(sources: tuple[DeviceSource, ...] = (nvml_devices, tensorflow_devices)) -> dict:
-    """`gpu.count`, `gpu.driver` and per-device tags from the first source that sees a GPU."""
+def _ask(source: DeviceSource) -> tuple[str | None, list[dict]]:
+    try:
+        return source()
+    except Exception:  # noqa: BLE001 - a failing probe means "this source cannot tell"
+        return None, []
+
+
+def gpu_tags(
+    sources: tuple[DeviceSource, ...] = (nvml_devices, tensorflow_devices),
+    tensorflow_view: DeviceSource = tensorflow_devices,
+) -> dict:
+    """`gpu.count`, `gpu.driver` and per-device tags from the first source that sees a GPU.
+
+    `gpu.tensorflow_count` is how many of them TensorFlow can use: NVML seeing a GPU that
+    TensorFlow does not (a CPU-only build, missing CUDA libraries) means training on the CPU.
+    """
+    tags: dict = {"gpu.count": 0}
     for source in sources:
-        try:
-            driver, devices = source()
-        except Exception:  # noqa: BLE001 - a failing probe means "this source cannot tell"
-            continue
+        driver, devices = _ask(source)
         if devices:
             tags = {"gpu.count": len(devices), "gpu.source": source.__name__}
             if driver:
                 tags["gpu.driver"] = driver
             for i, device in enumerate(devices):
                 tags.update({f"gpu.{i}.{k}": v for k, v in device.items() if v is not None})
-            return tags
-    return {"gpu.count": 0}
+            break
+    if tags["gpu.count"]:
+        tags["gpu.tensorflow_count"] = len(_ask(tensorflow_view)[1])
+        if not tags["gpu.tensorflow_count"]:
+            warnings.warn(
+                f"{tags['gpu.count']} GPU(s) found, but TensorFlow sees none: training runs on "
+                'the CPU. Install the CUDA libraries with `pip install -e ".[gpu]"`.',
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return tags
 
 
 def software_tags() -> dict:

@@ -32,16 +32,23 @@ def broken():
 
 
 def test_gpu_tags_from_a_device_source():
-    tags = environment.gpu_tags((two_h100s,))
+    tags = environment.gpu_tags((two_h100s,), tensorflow_view=two_h100s)
     assert tags["gpu.count"] == 2 and tags["gpu.driver"] == "550.54.15"
+    assert tags["gpu.tensorflow_count"] == 2
     assert tags["gpu.1.name"] == "NVIDIA H100 80GB HBM3"
     assert tags["gpu.0.memory_total_mb"] == 81559 and tags["gpu.0.compute_capability"] == "9.0"
     assert tags["gpu.source"] == "two_h100s"
 
 
 def test_gpu_tags_fall_through_failing_and_empty_sources():
-    assert environment.gpu_tags((broken, no_devices, two_h100s))["gpu.count"] == 2
+    assert environment.gpu_tags((broken, no_devices, two_h100s), two_h100s)["gpu.count"] == 2
     assert environment.gpu_tags((broken, no_devices)) == {"gpu.count": 0}
+
+
+def test_gpu_that_tensorflow_cannot_use_is_tagged_and_warned():
+    with pytest.warns(RuntimeWarning, match="TensorFlow sees none"):
+        tags = environment.gpu_tags((two_h100s,), tensorflow_view=broken)
+    assert tags["gpu.count"] == 2 and tags["gpu.tensorflow_count"] == 0
 
 
 def test_this_machine_without_gpu_reports_zero_quietly(capfd):
