@@ -266,11 +266,20 @@ class TrackingConfig:
     experiment_name: str = "rnn-pipeline"
     run_name: str | None = None
     log_model: bool = True
+    registered_model_name: str | None = None
+    system_metrics: bool = True
+    system_metrics_interval: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.experiment_name.strip():
             raise invalid_value(
                 "tracking.experiment_name", "a non-empty name", self.experiment_name
+            )
+        if self.system_metrics_interval <= 0:
+            raise invalid_value(
+                "tracking.system_metrics_interval",
+                "a positive number of seconds",
+                self.system_metrics_interval,
             )
 
 

@@ -26,8 +26,12 @@ def resolve_tracking_uri(configured: str | None) -> str:
 
 
 def ui_command(uri: str) -> str:
-    """The command that opens the MLflow UI on this store."""
-    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+    """The command that opens the MLflow UI on this store (pipeline/ui.py)."""
+    if uri.startswith(("http://", "https://")):
+        return uri  # already a server
+    if uri == default_tracking_uri():
+        return "python -m pipeline.ui"
+    return f"python -m pipeline.ui --uri {uri}"
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -81,15 +85,28 @@ class RunStopped(Exception):
 class _Terminated(KeyboardInterrupt):
     """SIGTERM turned into an interrupt so the run is closed as KILLED."""
 
+    exit_code = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
+
 
 def _raise_terminated(signum, frame):
     raise _Terminated(f"received signal {signum}")
 
 
 @contextlib.contextmanager
-def mlflow_run(uri: str, experiment_name: str, run_name: str | None, tags: dict[str, str]):
+def mlflow_run(
+    uri: str,
+    experiment_name: str,
+    run_name: str | None,
+    tags: dict[str, str],
+    system_metrics: bool = True,
+    system_metrics_interval: float = 10.0,
+):
     """Open one MLflow run; close it FINISHED, FAILED (with the error in tags) or KILLED
-    (interrupted, or stopped on purpose by RunStopped)."""
+    (interrupted, or stopped on purpose by RunStopped).
+
+    With `system_metrics`, MLflow samples CPU, memory, disk, network (and GPU, through NVML)
+    every `system_metrics_interval` seconds in a background thread while the run is open.
+    """
     import mlflow
 
     if uri == default_tracking_uri():
@@ -101,7 +118,14 @@ def mlflow_run(uri: str, experiment_name: str, run_name: str | None, tags: dict[
     in_main_thread = _is_main_thread()
     if in_main_thread:
         signal.signal(signal.SIGTERM, _raise_terminated)
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+    if system_metrics:
+        mlflow.set_system_metrics_sampling_interval(system_metrics_interval)
+    run = mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=run_name,
+        tags=tags,
+        log_system_metrics=system_metrics,
+    )
     try:
         yield run
     except KeyboardInterrupt:
@@ -140,6 +164,8 @@ def epoch_logger():
             lr = getattr(self.model.optimizer, "learning_rate", None)
             if lr is not None:
                 metrics["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
-            mlflow.log_metrics(metrics, step=epoch)
+            # Queued to a background thread, so a slow store never stalls training;
+            # end_run() waits for the queue, so nothing is lost when the run closes.
+            mlflow.log_metrics(metrics, step=epoch, synchronous=False)
 
     return EpochLogger()

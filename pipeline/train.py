@@ -103,7 +103,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
     started = time.perf_counter()
     import keras
 
-    from pipeline import tracking
+    from pipeline import environment, lineage, model_logging, plots, tracking
     from pipeline.models import build_model
     from pipeline.sweeps import job as sweep_job
 
@@ -121,14 +121,26 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
     run_name = conf.tracking.run_name or f"{conf.model.cell}-{conf.data.name}"
     tags = {"data": conf.data.name, "cell": conf.model.cell, "task": data.spec.task}
     tags.update(sweep_job.run_tags(conf.sweep))  # nests a sweep trial's run under its parent
+    tags.update(environment.run_tags(model, conf.trainer.jit_compile))
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    with tracking.mlflow_run(uri, conf.tracking.experiment_name, run_name, tags) as run:
+    test_ds = _limit(data.test, conf.trainer.limit_eval_batches)
+    with tracking.mlflow_run(
+        uri,
+        conf.tracking.experiment_name,
+        run_name,
+        tags,
+        system_metrics=conf.tracking.system_metrics,
+        system_metrics_interval=conf.tracking.system_metrics_interval,
+    ) as run:
         import mlflow
 
         mlflow.log_params(tracking.flatten(resolved))
         mlflow.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
+        lineage.log_datasets(data, conf.data.name)
         callbacks = [tracking.epoch_logger()]
         callbacks += sweep_job.trial_callbacks(conf, data.spec.task, run.info.run_id)  # pruning
+        if conf.tracking.log_model:
+            callbacks.append(model_logging.best_checkpoint(out / "best.keras", monitor, mode))
         if conf.trainer.early_stopping_patience is not None:
             callbacks.insert(
                 0,
@@ -163,9 +175,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
             verbose=verbose,
         )
         fit_seconds = time.perf_counter() - fit_started
-        scores = model.evaluate(
-            _limit(data.test, conf.trainer.limit_eval_batches), return_dict=True, verbose=0
-        )
+        scores = model.evaluate(test_ds, return_dict=True, verbose=0)
         epochs_run = len(history.history.get("loss", []))
         series = history.history.get(monitor, [])
         best = (
@@ -188,10 +198,11 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
         mlflow.log_metrics(
             {f"final_{k}" if k.startswith("val_") else k: v for k, v in metrics.items()}
         )
+        plots.log_pictures(model, history.history, test_ds, data)
         if conf.tracking.log_model:
-            path = out / "model.keras"
-            model.save(path)
-            mlflow.log_artifact(str(path))
+            model_logging.log_trained_model(
+                model, out, test_ds, conf.tracking.registered_model_name
+            )
     metrics["wall_seconds"] = time.perf_counter() - started
     print_summary(conf, data, model, metrics, run.info, uri)
     return metrics
@@ -254,6 +265,11 @@ def main(cfg: DictConfig) -> float | None:
         remove_empty_run_dir(Path(output_dir))
         print(f"Error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see tracking.mlflow_run)
+        print(
+            "Stopped: training was interrupted; the MLflow run is marked KILLED.", file=sys.stderr
+        )
+        sys.exit(getattr(exc, "exit_code", 130))
     name = cfg.optimized_metric or ("val_accuracy" if "val_accuracy" in metrics else "val_loss")
     return metrics.get(name)
 

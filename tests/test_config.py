@@ -66,6 +66,7 @@ def test_wrong_type_fails_at_composition(override):
         ("trainer.epochs=0", "trainer.epochs"),
         ("data.batch_size=0", "data.batch_size"),
         ("data.val_fraction=1.5", "data.val_fraction"),
+        ("tracking.system_metrics_interval=0", "tracking.system_metrics_interval"),
     ],
 )
 def test_out_of_range_names_the_key(override, key):

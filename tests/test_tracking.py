@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline import tracking
+from pipeline import model_logging, tracking
 
 
 def test_default_store_is_absolute_sqlite_in_project_mlruns(monkeypatch):
@@ -31,3 +31,67 @@ def test_experiment_creation_tolerates_existing(tmp_path):
     first = tracking.ensure_experiment(client, "exp", uri)
     assert tracking.ensure_experiment(client, "exp", uri) == first
     assert client.get_experiment(first).artifact_location.endswith("/artifacts/exp")
+
+
+def test_exception_in_run_ends_failed_with_type_and_message(store):
+    import mlflow
+    import pytest
+
+    with pytest.raises(ValueError):
+        with tracking.mlflow_run(store, "status", "boom", {}, system_metrics=False) as run:
+            raise ValueError("loss became NaN at epoch 3")
+    finished = mlflow.MlflowClient(store).get_run(run.info.run_id)
+    assert finished.info.status == "FAILED"
+    assert finished.data.tags["error.type"] == "ValueError"
+    assert finished.data.tags["error.message"] == "loss became NaN at epoch 3"
+    assert mlflow.active_run() is None
+
+
+def test_system_metrics_sampled_at_the_configured_interval(store):
+    import time
+
+    import mlflow
+
+    with tracking.mlflow_run(store, "sysm", "on", {}, system_metrics_interval=0.2) as on:
+        time.sleep(1.5)
+    with tracking.mlflow_run(store, "sysm", "off", {}, system_metrics=False) as off:
+        time.sleep(0.5)
+    client = mlflow.MlflowClient(store)
+    samples = client.get_metric_history(on.info.run_id, "system/cpu_utilization_percentage")
+    assert len(samples) >= 2  # sampled every 0.2 s, not MLflow's default 10 s
+    assert "system/system_memory_usage_megabytes" in client.get_run(on.info.run_id).data.metrics
+    assert not [k for k in client.get_run(off.info.run_id).data.metrics if k.startswith("system/")]
+
+
+def test_logged_model_loads_back_and_predicts_like_the_in_memory_model(store):
+    import keras
+    import mlflow
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((6, 2)), keras.layers.GRU(3), keras.layers.Dense(4)])
+    x = np.random.default_rng(0).normal(size=(7, 6, 2)).astype("float32")
+    with tracking.mlflow_run(store, "models", "m", {}, system_metrics=False) as run:
+        info = model_logging.log_model(model, x[:2])
+    assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 6, 2)
+    mlflow.set_tracking_uri(store)
+    loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    np.testing.assert_allclose(loaded.predict(x), model.predict(x, verbose=0), rtol=1e-6)
+    assert loaded.input_example.shape == (2, 6, 2)
+
+
+def test_best_checkpoint_keeps_the_best_epoch_not_the_last(tmp_path):
+    import keras
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    callback = model_logging.best_checkpoint(tmp_path / "best.keras", "val_loss", "min")
+    callback.set_model(model)
+    weights = {}
+    for epoch, val_loss in enumerate([0.9, 0.4, 0.7]):  # epoch 1 is the best
+        model.set_weights([np.full((3, 1), float(epoch)), np.zeros(1)])
+        weights[epoch] = model.get_weights()
+        callback.on_epoch_end(epoch, {"val_loss": val_loss})
+    callback.on_train_end()
+    saved = keras.saving.load_model(tmp_path / "best.keras")
+    np.testing.assert_array_equal(saved.get_weights()[0], weights[1][0])
+    np.testing.assert_array_equal(model.get_weights()[0], weights[2][0])  # model left as it was

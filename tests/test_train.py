@@ -10,11 +10,11 @@ from conftest import make_cfg, run_cli, runs_in
 from pipeline.train import train
 
 
-def artifact_paths(uri, run_id):
+def artifact_paths(uri, run_id, folder=None):
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=uri)
-    return {a.path for a in client.list_artifacts(run_id)}
+    return {a.path for a in client.list_artifacts(run_id, folder)}
 
 
 def test_train_classification_logs_one_finished_run(store, tmp_path):
@@ -47,6 +47,7 @@ def test_train_regression_reports_rmse(store, tmp_path):
     assert {"test_rmse", "test_mae", "val_loss"} <= set(metrics)
     [run] = runs_in(store)
     assert run.data.tags["task"] == "regression" and run.info.status == "FINISHED"
+    assert "plots/predicted_vs_actual.png" in artifact_paths(store, run.info.run_id, "plots")
 
 
 def test_early_stopping_restores_best_epoch(store, tmp_path):
@@ -125,3 +126,112 @@ def test_bad_input_exits_nonzero_and_leaves_store_untouched(tmp_path, args, mess
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not db.exists() and not (tmp_path / "outputs").exists()
+
+
+def test_smoke_run_is_fully_tracked(store, tmp_path):
+    """The issue's acceptance run: tags, system metrics, lineage, a loadable model, pictures."""
+    import keras
+    import mlflow
+    import numpy as np
+
+    cfg = make_cfg(
+        "trainer=smoke",
+        "model.units=16",
+        "tracking.system_metrics_interval=0.5",
+        "tracking.registered_model_name=rnn-smoke",
+    )
+    train(cfg, output_dir=tmp_path / "out")
+    [run] = runs_in(store)
+    run_id, tags = run.info.run_id, run.data.tags
+    assert run.info.status == "FINISHED"
+    assert tags["gpu.count"] == "0" and tags["cudnn.lstm_0"] == "eligible"
+    assert {
+        "version.tensorflow",
+        "build.cuda",
+        "host.cpu",
+        "git.commit",
+        "train.jit_compile",
+    } <= set(tags)
+    assert "system/cpu_utilization_percentage" in run.data.metrics
+
+    inputs = {
+        {t.key: t.value for t in i.tags}["mlflow.data.context"]: i.dataset
+        for i in run.inputs.dataset_inputs
+    }
+    assert sorted(inputs) == ["test", "train", "val"]
+    assert inputs["train"].name == "mnist1d-train" and len(inputs["train"].digest) == 32
+    assert "mnist1d.data.make_dataset" in inputs["train"].source
+
+    client = mlflow.MlflowClient(store)
+    top = artifact_paths(store, run_id)
+    assert {"config.yaml", "model.keras", "model_summary.txt"} <= top
+    plots = artifact_paths(store, run_id, "plots")
+    assert plots == {"plots/learning_curves.png", "plots/confusion_matrix.png"}
+    png = client.download_artifacts(run_id, "plots/confusion_matrix.png", str(tmp_path))
+    assert Path(png).read_bytes()[:4] == b"\x89PNG"
+    assert "lstm_0" in mlflow.artifacts.load_text(f"runs:/{run_id}/model_summary.txt")
+    assert artifact_paths(store, run_id, "checkpoints") == {"checkpoints/best.keras"}
+
+    mlflow.set_tracking_uri(store)
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    final = keras.saving.load_model(tmp_path / "out" / "model.keras")  # what train() held
+    x = pyfunc.input_example
+    assert x.shape == (5, 40, 1)
+    np.testing.assert_allclose(pyfunc.predict(x), final.predict(x, verbose=0), rtol=1e-5)
+    [version] = client.search_model_versions("name='rnn-smoke'")
+    assert version.run_id == run_id and int(version.version) == 1
+
+
+def test_sigterm_mid_training_leaves_run_killed(store, tmp_path):
+    """A real SIGTERM to `python -m pipeline.train` between epochs: KILLED, non-zero exit."""
+    import os
+    import queue
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    args = [
+        "model.units=8",
+        "trainer.epochs=1000",  # far more than it will get to run
+        "trainer.limit_train_batches=2",
+        "trainer.limit_eval_batches=1",
+        "trainer.early_stopping_patience=null",
+        "trainer.verbose=2",  # one line per epoch, to know training is under way
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.train", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    try:
+        deadline = 300  # seconds for TensorFlow to start and the first epoch to end
+        while True:
+            line = lines.get(timeout=deadline)
+            if line.startswith("Epoch 3/"):  # two epochs done: mid-training
+                break
+        proc.send_signal(signal.SIGTERM)
+        returncode = proc.wait(timeout=120)
+        stderr = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "KILLED" in stderr and "Traceback" not in stderr
+    [run] = runs_in(store)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["status_reason"] == "interrupted (Ctrl-C or SIGTERM)"
+    # Epochs finished before the signal were logged (async logging flushed on the way out).
+    import mlflow
+
+    history = mlflow.MlflowClient(store).get_metric_history(run.info.run_id, "loss")
+    assert len(history) >= 2 and "test_accuracy" not in run.data.metrics

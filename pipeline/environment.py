@@ -1,0 +1,250 @@
+"""What a run ran on: GPUs, software versions, host, git state and training setup, as run tags.
+
+Everything here is read-only and must never fail a run: a probe that cannot answer (no GPU, no
+NVIDIA library, no git) leaves its tags out or reports zero, quietly.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# A device source returns (driver version or None, one dict per GPU with name, memory_total_mb,
+# compute_capability). Tests pass a fake one; real runs use NVML, then TensorFlow.
+DeviceSource = Callable[[], tuple[str | None, list[dict]]]
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)  # older NVML returns bytes
+
+
+def nvml_devices() -> tuple[str | None, list[dict]]:
+    """GPUs as NVIDIA's management library sees them; (None, []) without a driver."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - no library or no driver: a CPU machine, not an error
+        return None, []
+    try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        devices = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(handle)
+            devices.append(
+                {
+                    "name": _text(pynvml.nvmlDeviceGetName(handle)),
+                    "memory_total_mb": pynvml.nvmlDeviceGetMemoryInfo(handle).total // 2**20,
+                    "compute_capability": f"{major}.{minor}",
+                }
+            )
+        return _text(driver), devices
+    except Exception:  # noqa: BLE001 - a half-working driver still must not fail the run
+        return None, []
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def tensorflow_devices() -> tuple[str | None, list[dict]]:
+    """GPUs TensorFlow will use, with the details it reports (no memory size, no driver)."""
+    import tensorflow as tf
+
+    devices = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        capability = details.get("compute_capability")
+        devices.append(
+            {
+                "name": details.get("device_name", gpu.name),
+                "compute_capability": ".".join(map(str, capability)) if capability else None,
+            }
+        )
+    return None, devices
+
+
+def _ask(source: DeviceSource) -> tuple[str | None, list[dict]]:
+    try:
+        return source()
+    except Exception:  # noqa: BLE001 - a failing probe means "this source cannot tell"
+        return None, []
+
+
+def gpu_tags(
+    sources: tuple[DeviceSource, ...] = (nvml_devices, tensorflow_devices),
+    tensorflow_view: DeviceSource = tensorflow_devices,
+) -> dict:
+    """`gpu.count`, `gpu.driver` and per-device tags from the first source that sees a GPU.
+
+    `gpu.tensorflow_count` is how many of them TensorFlow can use: NVML seeing a GPU that
+    TensorFlow does not (a CPU-only build, missing CUDA libraries) means training on the CPU.
+    """
+    tags: dict = {"gpu.count": 0}
+    for source in sources:
+        driver, devices = _ask(source)
+        if devices:
+            tags = {"gpu.count": len(devices), "gpu.source": source.__name__}
+            if driver:
+                tags["gpu.driver"] = driver
+            for i, device in enumerate(devices):
+                tags.update({f"gpu.{i}.{k}": v for k, v in device.items() if v is not None})
+            break
+    if tags["gpu.count"]:
+        tags["gpu.tensorflow_count"] = len(_ask(tensorflow_view)[1])
+        if not tags["gpu.tensorflow_count"]:
+            warnings.warn(
+                f"{tags['gpu.count']} GPU(s) found, but TensorFlow sees none: training runs on "
+                'the CPU. Install the CUDA libraries with `pip install -e ".[gpu]"`.',
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return tags
+
+
+def software_tags() -> dict:
+    """Versions of the stack, and the CUDA/cuDNN TensorFlow was built against."""
+    import keras
+    import mlflow
+    import tensorflow as tf
+
+    build = tf.sysconfig.get_build_info()
+    return {
+        "version.python": platform.python_version(),
+        "version.tensorflow": tf.__version__,
+        "version.keras": keras.__version__,
+        "version.mlflow": mlflow.__version__,
+        "build.cuda": build.get("cuda_version", "none"),  # "none": a CPU-only TensorFlow
+        "build.cudnn": build.get("cudnn_version", "none"),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def host_tags() -> dict:
+    tags = {
+        "host.name": socket.gethostname(),
+        "host.platform": platform.platform(),
+        "host.cpu": _cpu_model(),
+        "host.cpu_count": os.cpu_count(),
+    }
+    try:
+        import psutil
+
+        tags["host.memory_total_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        pass
+    return tags
+
+
+def git_tags(root: Path = PROJECT_ROOT) -> dict:
+    """The checkout's commit and whether it had uncommitted changes; {} outside a checkout."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        # Untracked files count: a new, uncommitted module changes what ran. Ignored ones do not.
+        dirty = bool(git("status", "--porcelain"))
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"git.commit": commit, "git.dirty": str(dirty).lower()}
+
+
+# Keras' conditions for the fused cuDNN kernel (keras/src/backend/tensorflow/rnn.py: cudnn_ok,
+# plus the layers' own recurrent_dropout and use_cudnn checks).
+_CUDNN_NEEDS = {
+    "activation": "tanh",
+    "recurrent_activation": "sigmoid",
+    "recurrent_dropout": 0.0,
+    "unroll": False,
+    "use_bias": True,
+}
+
+
+def cudnn_status(kind: str, config: dict) -> str:
+    """ "eligible", or "no: <reasons>" for one recurrent layer given its Keras config."""
+    if kind not in ("LSTM", "GRU"):
+        return f"no: {kind} has no cuDNN kernel"
+    needs = dict(_CUDNN_NEEDS, **({"reset_after": True} if kind == "GRU" else {}))
+    reasons = [
+        f"{key}={config.get(key)!r} (needs {want!r})"
+        for key, want in needs.items()
+        if config.get(key, want) != want
+    ]
+    if config.get("use_cudnn", "auto") is False:
+        reasons.append("use_cudnn=False")
+    return "eligible" if not reasons else "no: " + ", ".join(reasons)
+
+
+def recurrent_layers(model) -> list:
+    """The model's recurrent layers, looking inside Bidirectional wrappers."""
+    from keras import layers
+
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, layers.Bidirectional):
+            found += [layer.forward_layer, layer.backward_layer]
+        elif isinstance(layer, layers.RNN):
+            found.append(layer)
+    return found
+
+
+def setup_tags(model, jit_compile: bool | None) -> dict:
+    """Mixed precision, XLA, distribution strategy and each recurrent layer's cuDNN status."""
+    import keras
+    import tensorflow as tf
+
+    tags = {
+        "train.mixed_precision": keras.mixed_precision.global_policy().name,
+        "train.jit_compile": "auto" if jit_compile is None else str(jit_compile).lower(),
+        "train.distribution_strategy": type(tf.distribute.get_strategy()).__name__,
+    }
+    for layer in recurrent_layers(model):
+        tags[f"cudnn.{layer.name}"] = cudnn_status(type(layer).__name__, layer.get_config())
+    return tags
+
+
+def warn_off_cudnn(tags: dict) -> list[str]:
+    """On a GPU, warn once per recurrent layer that will not run on the cuDNN kernel."""
+    if not tags.get("gpu.count"):
+        return []  # on CPU there is no fast kernel to lose
+    off = [f"{k.removeprefix('cudnn.')}: {v}" for k, v in tags.items() if k.startswith("cudnn.")]
+    off = [line for line in off if ": eligible" not in line]
+    for line in off:
+        warnings.warn(
+            f"Recurrent layer {line}. It will run the slower generic kernel on this GPU.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return off
+
+
+def run_tags(model, jit_compile: bool | None, sources=(nvml_devices, tensorflow_devices)) -> dict:
+    """All environment tags for one run, as strings (MLflow's tag type)."""
+    tags = {
+        **gpu_tags(sources),
+        **software_tags(),
+        **host_tags(),
+        **git_tags(),
+        **setup_tags(model, jit_compile),
+    }
+    warn_off_cudnn(tags)
+    return {k: str(v) for k, v in tags.items()}
