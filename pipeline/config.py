@@ -306,6 +306,7 @@ class SweepConfig:
 @dataclass
 class Config:
     seed: int = 42
+    resume: str | None = None
     optimized_metric: str | None = None
     data: Any = MISSING
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -28,6 +28,7 @@ class DivergedError(PipelineError):
 
     def __init__(self, epoch: int, value: float):
         self.epoch = epoch
+        self.mlflow_tags = {"failure_reason": f"nan_loss at epoch {epoch + 1}"}
         super().__init__(
             f"Training diverged: the loss became {value} in epoch {epoch + 1}. Lower "
             "`trainer.learning_rate`, set `trainer.clipnorm=1.0`, or check the data for extreme values."
@@ -166,7 +167,9 @@ def config_differences(logged: dict[str, str], current: dict[str, Any]) -> list[
     for key in sorted(set(logged) | set(current)):
         if key in RESUMABLE_DIFFERENCES or key.startswith("hydra"):
             continue
-        old, new = logged.get(key), current.get(key)
-        if old is None or new is None or str(old) != str(new):
-            diffs.append(f"{key}: run has {old!r}, now {new!r}")
+        if key not in logged or key not in current:
+            where = "the run" if key in logged else "this config"
+            diffs.append(f"{key}: only in {where}")
+        elif str(logged[key]) != str(current[key]):
+            diffs.append(f"{key}: run has {logged[key]!r}, now {current[key]!r}")
     return diffs

@@ -100,48 +100,64 @@ def mlflow_run(
     tags: dict[str, str],
     system_metrics: bool = True,
     system_metrics_interval: float = 10.0,
+    run_id: str | None = None,
 ):
     """Open one MLflow run; close it FINISHED, FAILED (with the error in tags) or KILLED
     (interrupted, or stopped on purpose by RunStopped).
 
     With `system_metrics`, MLflow samples CPU, memory, disk, network (and GPU, through NVML)
     every `system_metrics_interval` seconds in a background thread while the run is open.
+    With `run_id`, the existing run is reopened (resuming an interrupted training).
+    An exception leaving the block carries the run id as `exc.run_id`.
     """
     import mlflow
+
+    from pipeline.store import retry_locked, store_lock
 
     if uri == default_tracking_uri():
         STORE_DIR.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
-    experiment_id = ensure_experiment(client, experiment_name, uri)
     previous = signal.getsignal(signal.SIGTERM)
     in_main_thread = _is_main_thread()
     if in_main_thread:
         signal.signal(signal.SIGTERM, _raise_terminated)
     if system_metrics:
         mlflow.set_system_metrics_sampling_interval(system_metrics_interval)
-    run = mlflow.start_run(
-        experiment_id=experiment_id,
-        run_name=run_name,
-        tags=tags,
-        log_system_metrics=system_metrics,
-    )
+    # One process at a time creates the store's tables, the experiment and the run.
+    with store_lock(uri):
+        if run_id:
+            experiment_id = client.get_run(run_id).info.experiment_id
+        else:
+            experiment_id = ensure_experiment(client, experiment_name, uri)
+        run = retry_locked(
+            mlflow.start_run,
+            run_id=run_id,
+            experiment_id=experiment_id,
+            run_name=None if run_id else run_name,
+            tags=tags,
+            log_system_metrics=system_metrics,
+        )
     try:
         yield run
-    except KeyboardInterrupt:
-        mlflow.set_tag("status_reason", "interrupted (Ctrl-C or SIGTERM)")
-        mlflow.end_run(status="KILLED")
+    except KeyboardInterrupt as exc:
+        exc.run_id = run.info.run_id
+        retry_locked(mlflow.set_tag, "status_reason", "interrupted (Ctrl-C or SIGTERM)")
+        retry_locked(mlflow.end_run, status="KILLED")
         raise
     except RunStopped as exc:
-        mlflow.set_tags({**exc.tags, "status_reason": str(exc)})
-        mlflow.end_run(status="KILLED")
+        retry_locked(mlflow.set_tags, {**exc.tags, "status_reason": str(exc)})
+        retry_locked(mlflow.end_run, status="KILLED")
         raise
     except BaseException as exc:
-        mlflow.set_tags({"error.type": type(exc).__name__, "error.message": str(exc)[:4000]})
-        mlflow.end_run(status="FAILED")
+        exc.run_id = run.info.run_id
+        failure = {"error.type": type(exc).__name__, "error.message": str(exc)[:4000]}
+        failure.update(getattr(exc, "mlflow_tags", {}))  # e.g. failure_reason=nan_loss
+        retry_locked(mlflow.set_tags, failure)
+        retry_locked(mlflow.end_run, status="FAILED")
         raise
     else:
-        mlflow.end_run(status="FINISHED")
+        retry_locked(mlflow.end_run, status="FINISHED")
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
@@ -169,3 +185,39 @@ def epoch_logger():
             mlflow.log_metrics(metrics, step=epoch, synchronous=False)
 
     return EpochLogger()
+
+
+def resumable_state(uri: str, run_id: str, current: dict[str, Any]) -> dict[str, Any]:
+    """The last backup of run `run_id`, if that run may be continued with this config."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from pipeline import resilience
+    from pipeline.errors import ConfigError
+
+    try:
+        run = mlflow.MlflowClient(uri).get_run(run_id)
+    except MlflowException:
+        raise ConfigError(
+            f"`resume={run_id}` names no run in the MLflow store {uri}. Copy the id from the "
+            "interrupted run's console message or from the MLflow UI."
+        ) from None
+    if run.info.status == "FINISHED":
+        raise ConfigError(
+            f"Run {run_id} already FINISHED; there is nothing to resume. Start a new run instead "
+            "(drop `resume=`)."
+        )
+    diffs = resilience.config_differences(run.data.params, current)
+    if diffs:
+        raise ConfigError(
+            f"Cannot resume run {run_id}: the config differs from the run's in "
+            f"{'; '.join(diffs)}. Repeat the run's own overrides (only `trainer.epochs` may change)."
+        )
+    folder = run.data.tags.get("backup_dir")
+    state = resilience.read_backup(Path(folder)) if folder else None
+    if state is None:
+        raise ConfigError(
+            f"Run {run_id} has no training backup to resume from (it stopped before its first "
+            f"epoch ended, or its backup folder {folder} is gone). Start a new run instead."
+        )
+    return {**state, "backup_dir": folder}

@@ -11,6 +11,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline import resilience
 from pipeline.config import Config, TrainerConfig, register_configs, validate
 from pipeline.data import DataSpec, make_datasets
 from pipeline.errors import PipelineError
@@ -97,13 +98,24 @@ def _limit(ds, n: int | None):
 def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, float]:
     """Train and evaluate one model inside one MLflow run; return the final metrics.
 
-    Config and data errors are raised before the run opens, so they leave no run behind.
+    Config, data and store errors are raised before the run opens, so they leave no run
+    behind. With `resume=<run_id>`, the interrupted run is reopened and training continues
+    from its last per-epoch backup.
     """
     conf = validate(cfg)
     started = time.perf_counter()
+    from pipeline import store, tracking
+
+    uri = tracking.resolve_tracking_uri(conf.tracking.uri)
+    store.check_store(uri)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    flat = tracking.flatten(resolved)
+    prior = tracking.resumable_state(uri, conf.resume, flat) if conf.resume else None
+
     import keras
 
-    from pipeline import environment, lineage, model_logging, plots, tracking
+    from pipeline import environment, lineage, model_logging, plots
+    from pipeline.callbacks import build_callbacks
     from pipeline.models import build_model
     from pipeline.sweeps import job as sweep_job
 
@@ -116,13 +128,15 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
     monitor, mode = monitored_metric(conf.trainer, data.spec)
     out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="rnn-pipeline-"))
     out.mkdir(parents=True, exist_ok=True)
+    backup_dir = Path(prior["backup_dir"]) if prior else out / "backup"
 
-    uri = tracking.resolve_tracking_uri(conf.tracking.uri)
     run_name = conf.tracking.run_name or f"{conf.model.cell}-{conf.data.name}"
     tags = {"data": conf.data.name, "cell": conf.model.cell, "task": data.spec.task}
+    tags["deterministic"] = str(conf.trainer.deterministic).lower()
+    tags["backup_dir"] = str(backup_dir.resolve())
     tags.update(sweep_job.run_tags(conf.sweep))  # nests a sweep trial's run under its parent
     tags.update(environment.run_tags(model, conf.trainer.jit_compile))
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    val_ds = _limit(data.val, conf.trainer.limit_eval_batches)
     test_ds = _limit(data.test, conf.trainer.limit_eval_batches)
     with tracking.mlflow_run(
         uri,
@@ -131,64 +145,45 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
         tags,
         system_metrics=conf.tracking.system_metrics,
         system_metrics_interval=conf.tracking.system_metrics_interval,
+        run_id=conf.resume,
     ) as run:
         import mlflow
 
-        mlflow.log_params(tracking.flatten(resolved))
-        mlflow.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
-        lineage.log_datasets(data, conf.data.name)
-        callbacks = [tracking.epoch_logger()]
-        callbacks += sweep_job.trial_callbacks(conf, data.spec.task, run.info.run_id)  # pruning
+        if prior is None:
+            mlflow.log_params(flat)
+            mlflow.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
+            lineage.log_datasets(data, conf.data.name)
+        else:
+            mlflow.set_tag("resumed_at_epoch", str(prior["epoch"] + 1))
+        extra = [tracking.epoch_logger()]
+        extra += sweep_job.trial_callbacks(conf, data.spec.task, run.info.run_id)  # pruning
         if conf.tracking.log_model:
-            callbacks.append(model_logging.best_checkpoint(out / "best.keras", monitor, mode))
-        if conf.trainer.early_stopping_patience is not None:
-            callbacks.insert(
-                0,
-                keras.callbacks.EarlyStopping(
-                    monitor=monitor,
-                    mode=mode,
-                    patience=conf.trainer.early_stopping_patience,
-                    restore_best_weights=True,
-                ),
-            )
-        if conf.trainer.lr_plateau_patience is not None:
-            callbacks.insert(
-                0,
-                keras.callbacks.ReduceLROnPlateau(
-                    monitor=monitor,
-                    mode=mode,
-                    factor=conf.trainer.lr_plateau_factor,
-                    patience=conf.trainer.lr_plateau_patience,
-                    verbose=0,
-                ),
-            )
+            extra.append(model_logging.best_checkpoint(out / "best.keras", monitor, mode))
+        callbacks, early_stopping = build_callbacks(conf.trainer, monitor, mode, backup_dir, extra)
+        initial_epoch = resilience.restore(model, early_stopping, prior) if prior else 0
         verbose = conf.trainer.verbose
         if verbose is None:
             verbose = 1 if sys.stdout.isatty() else 2
         fit_started = time.perf_counter()
         history = model.fit(
             _limit(data.train, conf.trainer.limit_train_batches),
-            validation_data=_limit(data.val, conf.trainer.limit_eval_batches),
+            validation_data=val_ds,
             epochs=conf.trainer.epochs,
+            initial_epoch=initial_epoch,
             callbacks=callbacks,
             shuffle=False,  # the training pipeline reshuffles every epoch itself
             verbose=verbose,
         )
         fit_seconds = time.perf_counter() - fit_started
+        # Early stopping has restored the best epoch's weights: score those, on val and test.
+        metrics = {
+            f"val_{k}": float(v)
+            for k, v in model.evaluate(val_ds, return_dict=True, verbose=0).items()
+        }
         scores = model.evaluate(test_ds, return_dict=True, verbose=0)
-        epochs_run = len(history.history.get("loss", []))
-        series = history.history.get(monitor, [])
-        best = (
-            max(range(len(series)), key=series.__getitem__)
-            if mode == "max"
-            else (min(range(len(series)), key=series.__getitem__))
-            if series
-            else epochs_run - 1
-        )
-        metrics = {f"test_{k}": float(v) for k, v in scores.items()}
-        metrics.update(
-            {k: float(v[best]) for k, v in history.history.items() if k.startswith("val_")}
-        )
+        metrics.update({f"test_{k}": float(v) for k, v in scores.items()})
+        epochs_run = initial_epoch + len(history.history.get("loss", []))
+        best = early_stopping.best_epoch if early_stopping is not None else epochs_run - 1
         metrics.update(
             epochs_trained=epochs_run,
             best_epoch=best,
@@ -203,6 +198,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
             model_logging.log_trained_model(
                 model, out, test_ds, conf.tracking.registered_model_name
             )
+    shutil.rmtree(backup_dir, ignore_errors=True)  # finished: nothing left to resume
     metrics["wall_seconds"] = time.perf_counter() - started
     print_summary(conf, data, model, metrics, run.info, uri)
     return metrics
@@ -244,6 +240,18 @@ def remove_empty_run_dir(out: Path) -> None:
             break
 
 
+def interrupted_message(exc: BaseException, overrides) -> str:
+    """What to tell the user after Ctrl-C/SIGTERM: the run is KILLED, and how to resume it."""
+    run_id = getattr(exc, "run_id", None)
+    if run_id is None:
+        return "Stopped: interrupted before training started; nothing was logged."
+    args = " ".join(o for o in overrides if not o.startswith("resume="))
+    return (
+        f"Stopped: training was interrupted; MLflow run {run_id} is marked KILLED and its last "
+        f"epoch backup is kept. Resume it with:\n  python -m pipeline.train {args} resume={run_id}"
+    ).replace("train  resume", "train resume")
+
+
 def _is_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -266,9 +274,7 @@ def main(cfg: DictConfig) -> float | None:
         print(f"Error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see tracking.mlflow_run)
-        print(
-            "Stopped: training was interrupted; the MLflow run is marked KILLED.", file=sys.stderr
-        )
+        print(interrupted_message(exc, HydraConfig.get().overrides.task), file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", 130))
     name = cfg.optimized_metric or ("val_accuracy" if "val_accuracy" in metrics else "val_loss")
     return metrics.get(name)
