@@ -15,6 +15,16 @@ from pathlib import Path
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
+# OmegaConf's type names -> (what to ask for, an example value).
+TYPES = {
+    "bool": ("true or false", "true"),
+    "boolean": ("true or false", "true"),
+    "integer": ("an integer", "64"),
+    "int": ("an integer", "64"),
+    "float": ("a number", "0.5"),
+}
+
+
 def _suggest(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1)
     return f" Did you mean `{close[0]}`?" if close else ""
@@ -55,12 +65,15 @@ def explain(exc: Exception, base_cfg) -> str | None:
             f"Unknown config key `{key}`.{_suggest(m.group(1), valid)} Valid keys at {where}: "
             f"{', '.join(valid)}. Fix the spelling on the command line or in the YAML file."
         )
-    m = re.search(r"Value '(.*)' of type '(\w+)' could not be converted to (\w+)", text)
+    m = re.search(
+        r"Value '(.*)' (?:of type '\w+' could not be converted to|is not a valid) (\w+)", text
+    )
     if m and full:
-        value, _, expected = m.groups()
+        value, expected = m.groups()
+        what, example = TYPES.get(expected.lower(), (expected.lower(), "..."))
         return (
-            f"Received an invalid value for `{full.group(1)}`: expected {expected.lower()}, "
-            f"got {value!r}. Pass a value of that type, for example `{full.group(1)}=...`."
+            f"Received an invalid value for `{full.group(1)}`: expected {what}, got {value!r}. "
+            f"Pass {what}, for example `{full.group(1)}={example}`."
         )
     return None
 

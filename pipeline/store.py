@@ -33,6 +33,7 @@ def store_lock(uri: str):
     if db is None:
         yield
         return
+    db.parent.mkdir(parents=True, exist_ok=True)
     with open(db.with_name(db.name + ".lock"), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

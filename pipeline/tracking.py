@@ -117,7 +117,6 @@ def mlflow_run(
     if uri == default_tracking_uri():
         STORE_DIR.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient()
     previous = signal.getsignal(signal.SIGTERM)
     in_main_thread = _is_main_thread()
     if in_main_thread:
@@ -126,6 +125,7 @@ def mlflow_run(
         mlflow.set_system_metrics_sampling_interval(system_metrics_interval)
     # One process at a time creates the store's tables, the experiment and the run.
     with store_lock(uri):
+        client = mlflow.MlflowClient()  # opening a new SQLite store creates its tables
         if run_id:
             experiment_id = client.get_run(run_id).info.experiment_id
         else:
@@ -194,8 +194,12 @@ def resumable_state(uri: str, run_id: str, current: dict[str, Any]) -> dict[str,
 
     from pipeline import resilience
     from pipeline.errors import ConfigError
+    from pipeline.store import sqlite_path
 
+    db = sqlite_path(uri)
     try:
+        if db is not None and not db.exists():  # no store yet: do not create one to look
+            raise MlflowException(f"no store at {db}")
         run = mlflow.MlflowClient(uri).get_run(run_id)
     except MlflowException:
         raise ConfigError(

@@ -99,35 +99,6 @@ def test_cli_smoke_run_end_to_end(store, tmp_path):
     assert list((tmp_path / "outputs").glob("*/*/.hydra/config.yaml"))
 
 
-def write(path: Path, text: str) -> Path:
-    path.write_text(text)
-    return path
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["model.units=-3"], "`model.units`: expected a positive integer, got -3"),
-        (["modle=lstm"], "Unknown config key `modle`. Did you mean `model`?"),
-        (["model=transformer"], "Unknown option `transformer` for the config group `model`"),
-        (["trainer.epochs=abc"], "`trainer.epochs`: expected integer"),
-        (["data=csv", "data.path=/nonexistent/series.csv", "data.target=value"], "does not exist"),
-        (["data=csv", "data.path={bad}", "data.target=value"], "non-numeric"),
-        (["data=csv", "data.path={short}", "data.target=value"], "too few"),
-    ],
-)
-def test_bad_input_exits_nonzero_and_leaves_store_untouched(tmp_path, args, message):
-    bad = write(tmp_path / "bad.csv", "t,value\n0,1\n1,x\n")
-    short = write(tmp_path / "short.csv", "t,value\n" + "".join(f"{i},{i}\n" for i in range(10)))
-    args = [a.format(bad=bad, short=short) for a in args]
-    db = tmp_path / "store" / "mlflow.db"
-    result = run_cli(*args, env_extra={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"}, cwd=tmp_path)
-    assert result.returncode != 0
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not db.exists() and not (tmp_path / "outputs").exists()
-
-
 def test_smoke_run_is_fully_tracked(store, tmp_path):
     """The issue's acceptance run: tags, system metrics, lineage, a loadable model, pictures."""
     import keras

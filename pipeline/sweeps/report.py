@@ -6,7 +6,6 @@ same process open their own (fluent) runs while the parent is open.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import tempfile
 from pathlib import Path
@@ -16,6 +15,7 @@ import yaml
 from optuna.trial import TrialState
 
 from pipeline import tracking
+from pipeline.store import store_lock
 from pipeline.sweeps.space import SearchSpace
 
 
@@ -28,7 +28,7 @@ class ParentRun:
         self.uri, self.study_name = uri, study_name
         if uri == tracking.default_tracking_uri():
             tracking.STORE_DIR.mkdir(parents=True, exist_ok=True)
-        with _store_creation_lock(uri):  # the client builds a new store's tables right away
+        with store_lock(uri):  # the client builds a new store's tables right away
             self.client = mlflow.MlflowClient(tracking_uri=uri)
             self.experiment_id = tracking.ensure_experiment(self.client, experiment_name, uri)
         self.run_id = ""
@@ -70,25 +70,6 @@ class ParentRun:
                 self.client.log_artifact(self.run_id, str(path))
         self.client.set_terminated(self.run_id, status)
         print(console_summary(study, space, metric, counts, self.run_id), flush=True)
-
-
-@contextlib.contextmanager
-def _store_creation_lock(uri: str):
-    """MLflow builds a new SQLite store's tables on first use, and two workers doing it at once
-    corrupt it: the first to come creates it while the others wait."""
-    if not uri.startswith("sqlite:///"):
-        yield
-        return
-    from optuna.storages.journal import JournalFileOpenLock
-
-    db = Path(uri.removeprefix("sqlite:///"))
-    db.parent.mkdir(parents=True, exist_ok=True)
-    lock = JournalFileOpenLock(str(db), grace_period=120)
-    lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def _best(study) -> optuna.trial.FrozenTrial | None:

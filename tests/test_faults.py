@@ -1,0 +1,201 @@
+"""Faults and bad input: resume after SIGTERM, divergence, concurrent runs, reproducibility,
+and a battery of bad inputs that must fail cleanly and leave the store untouched."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, make_cfg, run_cli, runs_in
+
+from pipeline.resilience import DivergedError
+from pipeline.train import train
+
+SHORT = [
+    "model.units=8",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_eval_batches=1",
+    "trainer.early_stopping_patience=null",
+    "trainer.verbose=2",
+    "tracking.system_metrics=false",
+]
+
+
+def history_steps(uri, run_id, key="val_loss"):
+    import mlflow
+
+    return [m.step for m in mlflow.MlflowClient(uri).get_metric_history(run_id, key)]
+
+
+def sigterm_after(args, cwd: Path, line_prefix: str) -> subprocess.CompletedProcess:
+    """Start `python -m pipeline.train ARGS`, send SIGTERM once a line starts with the prefix."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.train", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stdout:  # bounded by the test's timeout
+            if line.startswith(line_prefix):
+                proc.send_signal(signal.SIGTERM)
+                break
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def test_sigterm_then_resume_continues_the_same_run(store, tmp_path):
+    args = [*SHORT, "trainer.epochs=6"]
+    killed = sigterm_after(args, tmp_path, "Epoch 4/6")  # three epochs done
+    assert killed.returncode != 0
+    [run] = runs_in(store)
+    run_id = run.info.run_id
+    assert run.info.status == "KILLED"
+    assert f"resume={run_id}" in killed.stderr  # the console says how to resume
+    backup = Path(run.data.tags["backup_dir"])
+    assert (backup / "state.json").is_file()
+
+    refused = run_cli(*args, "model.units=9", f"resume={run_id}", cwd=tmp_path)
+    assert refused.returncode != 0 and "model.units: run has '8', now 9" in refused.stderr
+
+    resumed = run_cli(*args, f"resume={run_id}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    [run] = runs_in(store)
+    assert run.info.status == "FINISHED" and run.data.metrics["epochs_trained"] == 6
+    steps = history_steps(store, run_id)
+    assert steps == list(range(6))  # no gap, no duplicate
+    assert not backup.exists()  # a finished run needs no backup
+
+    fresh = run_cli(*args, cwd=tmp_path)  # the same training, uninterrupted
+    assert fresh.returncode == 0
+    other = next(r for r in runs_in(store) if r.info.run_id != run_id)
+    assert other.data.metrics["epochs_trained"] == run.data.metrics["epochs_trained"]
+
+
+def test_nan_loss_fails_the_run_with_a_reason(store, tmp_path):
+    path = tmp_path / "huge.csv"
+    path.write_text("t,value\n" + "".join(f"{i},{1e30 * (i % 7)}\n" for i in range(200)))
+    cfg = make_cfg(
+        "data=csv",
+        f"data.path={path}",
+        "data.target=value",
+        "data.scale=false",
+        *SHORT,
+        "trainer.epochs=3",
+    )
+    with pytest.raises(DivergedError, match="diverged"):
+        train(cfg, tmp_path / "out")
+    [run] = runs_in(store)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"] == "nan_loss at epoch 1"
+    assert run.data.tags["error.type"] == "DivergedError"
+
+
+def test_eight_concurrent_runs_all_recorded(tmp_path):
+    db = tmp_path / "store" / "mlflow.db"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "pipeline.train", *SHORT, "trainer.epochs=1", f"seed={i}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(8)
+    ]
+    errors = [p.communicate(timeout=900)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, "\n".join(e[-1500:] for e in errors)
+    runs = runs_in(f"sqlite:///{db}")
+    assert len(runs) == 8 and {r.info.status for r in runs} == {"FINISHED"}
+    assert all("test_accuracy" in r.data.metrics for r in runs)
+    assert sorted(r.data.params["seed"] for r in runs) == [str(i) for i in range(8)]
+    assert len(list((tmp_path / "outputs").glob("*/*"))) == 8  # eight distinct run folders
+
+
+def test_deterministic_runs_are_identical(store, tmp_path):
+    import keras
+
+    overrides = [*SHORT, "trainer.epochs=2", "trainer.deterministic=true"]
+    first = train(make_cfg(*overrides), tmp_path / "a")
+    second = train(make_cfg(*overrides), tmp_path / "b")
+    for key in ("test_accuracy", "test_loss", "val_loss"):
+        assert first[key] == second[key]
+    a = keras.saving.load_model(tmp_path / "a" / "model.keras").get_weights()
+    b = keras.saving.load_model(tmp_path / "b" / "model.keras").get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert {r.data.tags["deterministic"] for r in runs_in(store)} == {"true"}
+
+
+HEADER, ROWS = "t,value\n", "".join(f"{i},{i}\n" for i in range(10))
+FILES = {
+    "empty.csv": "",
+    "text.csv": HEADER + "0,1\n1,x\n",
+    "nan.csv": HEADER + "0,1\n1,\n2,3\n",
+    "short.csv": HEADER + ROWS,
+    "plain-file.csv": "",
+}
+
+
+def bad_inputs(tmp: Path):
+    """(command-line args, the message's key phrase) for each bad input."""
+    csv = ["data=csv", "data.target=value"]
+    return [
+        (["modle=lstm"], "Unknown config key `modle`. Did you mean `model`?"),
+        (["model.unitz=8"], "Unknown config key `model.unitz`"),
+        (["data.batchsize=8"], "Unknown config key `data.batchsize`"),
+        (["trainer.epoch=3"], "Unknown config key `trainer.epoch`"),
+        (["tracking.urii=x"], "Unknown config key `tracking.urii`"),
+        (["model.units=abc"], "`model.units`: expected an integer, got 'abc'"),
+        (["trainer.epochs=1.5"], "`trainer.epochs`: expected an integer"),
+        (["model.bidirectional=maybe"], "`model.bidirectional`: expected true or false"),
+        (["model.units=-3"], "`model.units`: expected a positive integer, got -3"),
+        (["model.num_layers=0"], "`model.num_layers`: expected a positive integer"),
+        (["model.dropout=1.5"], "`model.dropout`: expected a number in [0, 1)"),
+        (["trainer.learning_rate=-1"], "`trainer.learning_rate`: expected a number in (0, 10]"),
+        (["data.batch_size=0"], "`data.batch_size`: expected a positive integer"),
+        (["trainer.epochs=0"], "`trainer.epochs`: expected a positive integer"),
+        (["data=sine", "data.window=5000"], "too few for `data.window=5000`"),
+        (["model=transformer"], "Unknown option `transformer` for the config group `model`"),
+        (["data=imagenet"], "Unknown option `imagenet` for the config group `data`"),
+        ([*csv, "data.path=/nonexistent/series.csv"], "does not exist"),
+        ([*csv, f"data.path={tmp / 'empty.csv'}"], "is empty"),
+        ([*csv, f"data.path={tmp / 'text.csv'}"], "non-numeric"),
+        ([*csv, f"data.path={tmp / 'nan.csv'}"], "missing value"),
+        ([*csv, f"data.path={tmp / 'short.csv'}"], "too few"),
+        (["data=csv", "data.target=price", f"data.path={tmp / 'short.csv'}"], "not found"),
+        (["data=mnist", f"data.data_dir={tmp}", "data.download=false"], "`data=mnist1d`"),
+        (["tracking.uri=http://127.0.0.1:9"], "Cannot reach the MLflow tracking server"),
+        ([f"tracking.uri=sqlite:///{tmp / 'plain-file.csv'}/mlflow.db"], "is not writable"),
+        (["resume=0123456789abcdef"], "names no run"),
+    ]
+
+
+BATTERY = bad_inputs(Path("TMP"))  # for the test ids; each test builds its own in tmp_path
+
+
+@pytest.mark.parametrize("index", range(len(BATTERY)), ids=[" ".join(a) for a, _ in BATTERY])
+def test_bad_input_fails_cleanly_and_leaves_store_unchanged(tmp_path, index):
+    for name, text in FILES.items():
+        (tmp_path / name).write_text(text)
+    args, message = bad_inputs(tmp_path)[index]
+    db = tmp_path / "store" / "mlflow.db"
+    result = run_cli(*args, env_extra={"MLFLOW_TRACKING_URI": f"sqlite:///{db}"}, cwd=tmp_path)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not db.exists() and not (tmp_path / "outputs").exists()
