@@ -63,3 +63,13 @@ def runs_in(uri: str, experiment: str = "rnn-pipeline"):
     client = mlflow.MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     return [] if exp is None else client.search_runs([exp.experiment_id])
+
+
+@pytest.fixture
+def tfds_mock(monkeypatch):
+    """TFDS's own mock (random images, no files), with our connectivity probe agreeing that the
+    mocked dataset can be 'downloaded'; returns a context-manager factory."""
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr("pipeline.data.tfds_rows._online", lambda *a, **k: True)
+    return tfds.testing.mock_data

@@ -26,7 +26,7 @@ def test_mnist1d_shapes_and_spec():
     assert data.spec.input_shape == (40, 1) and data.spec.task == "classification"
     assert data.spec.output_size == 10
     x, y = first_batch(data.train)
-    assert x.shape == (128, 40, 1) and x.dtype == np.float32 and set(np.unique(y)) <= set(range(10))
+    assert x.shape == (64, 40, 1) and x.dtype == np.float32 and set(np.unique(y)) <= set(range(10))
 
 
 def test_mnist1d_is_cached_on_disk(data_cache, monkeypatch):
@@ -54,7 +54,7 @@ def test_shuffle_is_seeded():
 def test_eval_splits_are_not_shuffled():
     data = make_datasets(data_conf(), seed=3)
     x, _ = first_batch(data.test)
-    np.testing.assert_array_equal(x, data.arrays["test"][0][:128])
+    np.testing.assert_array_equal(x, data.arrays["test"][0][: len(x)])
 
 
 def write_csv(path, n, extra=None):
@@ -156,10 +156,8 @@ def test_bad_csv_is_explained(tmp_path, content, match):
         make_datasets(data_conf("data=csv", f"data.path={path}", "data.target=value"), seed=0)
 
 
-def test_tfds_mnist_rows_with_mock_data():
-    import tensorflow_datasets as tfds
-
-    with tfds.testing.mock_data(num_examples=40):
+def test_tfds_mnist_rows_with_mock_data(tfds_mock):
+    with tfds_mock(num_examples=40):
         data = make_datasets(data_conf("data=fashion_mnist", "data.batch_size=8"), seed=0)
     assert data.spec.input_shape == (28, 28) and data.spec.output_size == 10
     assert data.sizes == {"train": 36, "val": 4, "test": 40}

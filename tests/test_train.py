@@ -50,30 +50,35 @@ def test_train_regression_reports_rmse(store, tmp_path):
     assert "plots/predicted_vs_actual.png" in artifact_paths(store, run.info.run_id, "plots")
 
 
-def test_early_stopping_restores_best_epoch(store, tmp_path):
+def test_early_stopping_restores_the_best_epoch(store, tmp_path):
+    import mlflow
+
     metrics = train(
         make_cfg(
             "data=sine",
             "model.units=4",
-            "trainer.epochs=6",
-            "trainer.early_stopping_patience=1",
-            "trainer.learning_rate=5",
-            "trainer.optimizer=sgd",
+            "trainer.epochs=8",
+            "trainer.early_stopping_patience=2",
+            "trainer.lr_plateau_patience=null",
+            "trainer.learning_rate=0.05",  # large enough for val_loss to bounce
         ),
         tmp_path,
     )
-    # A huge learning rate diverges fast: training stops early and keeps the best epoch's numbers.
-    assert metrics["epochs_trained"] <= 6
-    assert metrics["best_epoch"] < metrics["epochs_trained"]
+    [run] = runs_in(store)
+    val = [
+        m.value for m in mlflow.MlflowClient(store).get_metric_history(run.info.run_id, "val_loss")
+    ]
+    best = min(range(len(val)), key=val.__getitem__)
+    assert metrics["best_epoch"] == best and metrics["epochs_trained"] == len(val)
+    # The final numbers are those of the best epoch's weights, not of the last epoch's.
+    assert metrics["val_loss"] == pytest.approx(val[best], rel=1e-4)
 
 
 @pytest.mark.parametrize(
     "preset",
     ["toy_simple_rnn", "sine_simple_rnn", "sequence_lstm", "mnist_rows_lstm", "mnist_two_lstm"],
 )
-def test_experiment_presets_run(store, tmp_path, preset):
-    import tensorflow_datasets as tfds
-
+def test_experiment_presets_run(store, tmp_path, preset, tfds_mock):
     overrides = [
         f"experiment={preset}",
         "trainer.epochs=1",
@@ -81,7 +86,7 @@ def test_experiment_presets_run(store, tmp_path, preset):
         "trainer.limit_eval_batches=1",
         "trainer.early_stopping_patience=null",
     ]
-    with tfds.testing.mock_data(num_examples=64):  # MNIST presets read mock images, offline
+    with tfds_mock(num_examples=64):  # MNIST presets read mock images, offline
         metrics = train(make_cfg(*overrides), tmp_path)
     [run] = runs_in(store)
     assert run.info.status == "FINISHED" and metrics["epochs_trained"] == 1
