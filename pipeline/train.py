@@ -12,74 +12,12 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import resilience
-from pipeline.config import Config, TrainerConfig, register_configs, validate
-from pipeline.data import DataSpec, make_datasets
+from pipeline.config import Config, register_configs, validate
+from pipeline.data import make_datasets
 from pipeline.errors import PipelineError
+from pipeline.fitting import build_callbacks, compile_model, monitored_metric, optimizer_settings
 
 register_configs()
-
-
-def monitored_metric(trainer: TrainerConfig, spec: DataSpec) -> tuple[str, str]:
-    """The validation metric early stopping watches, and whether higher is better."""
-    name = trainer.monitor or ("val_accuracy" if spec.task == "classification" else "val_loss")
-    mode = "max" if "acc" in name else "min"
-    return name, mode
-
-
-def compile_model(
-    model, trainer: TrainerConfig, spec: DataSpec, learning_rate: float, clipnorm: float | None
-) -> None:
-    """Attach optimizer, loss and metrics that fit the task."""
-    import keras
-
-    optimizers = {
-        "adam": keras.optimizers.Adam,
-        "adamw": keras.optimizers.AdamW,
-        "rmsprop": keras.optimizers.RMSprop,
-        "sgd": keras.optimizers.SGD,
-    }
-    kwargs = {"learning_rate": learning_rate}
-    if clipnorm:
-        kwargs["clipnorm"] = clipnorm
-    if trainer.weight_decay:
-        kwargs["weight_decay"] = trainer.weight_decay
-    if spec.task == "classification":
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    else:
-        loss = keras.losses.MeanSquaredError()
-        metrics = [
-            keras.metrics.RootMeanSquaredError(name="rmse"),
-            keras.metrics.MeanAbsoluteError(name="mae"),
-        ]
-    model.compile(
-        optimizer=optimizers[trainer.optimizer](**kwargs),
-        loss=loss,
-        metrics=metrics,
-        steps_per_execution=trainer.steps_per_execution,
-        jit_compile=resolve_jit(trainer.jit_compile),
-    )
-
-
-def resolve_jit(setting: bool | None):
-    """`trainer.jit_compile: null` means what measured fastest: off on CPUs, Keras' choice on GPUs.
-
-    On CPU, XLA made recurrent training slower (scripts/bench_throughput.py); on GPU, Keras
-    turns XLA off by itself for layers that use the cuDNN kernel.
-    """
-    if setting is not None:
-        return setting
-    import tensorflow as tf
-
-    return "auto" if tf.config.list_physical_devices("GPU") else False
-
-
-def optimizer_settings(conf: Config) -> tuple[float, float | None]:
-    """Learning rate and clipnorm: the trainer's when set, else those the model recommends."""
-    return (
-        conf.trainer.learning_rate or conf.model.learning_rate,
-        conf.trainer.clipnorm or conf.model.clipnorm,
-    )
 
 
 def seed_everything(conf: Config) -> None:
@@ -115,7 +53,6 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
     import keras
 
     from pipeline import environment, lineage, model_logging, plots
-    from pipeline.callbacks import build_callbacks
     from pipeline.models import build_model
     from pipeline.sweeps import job as sweep_job
 

@@ -88,7 +88,7 @@ def fit_plain(cell, spec, train, val, batch, epochs, seed):
 def fit_pipeline(cell, spec, train, val, batch, epochs, seed):
     """(b) The pipeline's training stage with its default trainer config."""
     from pipeline.config import TrainerConfig
-    from pipeline.train import compile_model
+    from pipeline.fitting import compile_model
 
     model = make_model(cell, spec, seed)
     compile_model(

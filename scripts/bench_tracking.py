@@ -30,8 +30,9 @@ def bare(cfg) -> dict[str, float]:
 
     from pipeline.config import validate
     from pipeline.data import make_datasets
+    from pipeline.fitting import compile_model, monitored_metric
     from pipeline.models import build_model
-    from pipeline.train import _limit, compile_model, monitored_metric, seed_everything
+    from pipeline.train import _limit, seed_everything
 
     started = time.perf_counter()
     conf = validate(cfg)

@@ -4,6 +4,7 @@ throwaway MLflow store per test so nothing touches the project's mlruns/."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,27 @@ def tfds_mock(monkeypatch):
 
     monkeypatch.setattr("pipeline.data.tfds_rows._online", lambda *a, **k: True)
     return tfds.testing.mock_data
+
+
+def sigterm_after(args, cwd: Path, line_prefix: str) -> subprocess.CompletedProcess:
+    """Start `python -m pipeline.train ARGS`, send SIGTERM once a line starts with the prefix."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.train", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stdout:  # bounded by the test's timeout
+            if line.startswith(line_prefix):
+                proc.send_signal(signal.SIGTERM)
+                break
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)

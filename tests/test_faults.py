@@ -4,14 +4,13 @@ and a battery of bad inputs that must fail cleanly and leave the store untouched
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, make_cfg, run_cli, runs_in
+from conftest import ROOT, make_cfg, run_cli, runs_in, sigterm_after
 
 from pipeline.resilience import DivergedError
 from pipeline.train import train
@@ -30,30 +29,6 @@ def history_steps(uri, run_id, key="val_loss"):
     import mlflow
 
     return [m.step for m in mlflow.MlflowClient(uri).get_metric_history(run_id, key)]
-
-
-def sigterm_after(args, cwd: Path, line_prefix: str) -> subprocess.CompletedProcess:
-    """Start `python -m pipeline.train ARGS`, send SIGTERM once a line starts with the prefix."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.train", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        for line in proc.stdout:  # bounded by the test's timeout
-            if line.startswith(line_prefix):
-                proc.send_signal(signal.SIGTERM)
-                break
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
 def test_sigterm_then_resume_continues_the_same_run(store, tmp_path):

@@ -160,16 +160,10 @@ def test_smoke_run_is_fully_tracked(store, tmp_path):
 
 def test_sigterm_mid_training_leaves_run_killed(store, tmp_path):
     """A real SIGTERM to `python -m pipeline.train` between epochs: KILLED, non-zero exit."""
-    import os
-    import queue
     import signal
-    import subprocess
-    import sys
-    import threading
 
-    from conftest import ROOT
+    from conftest import sigterm_after
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     args = [
         "model.units=8",
         "trainer.epochs=1000",  # far more than it will get to run
@@ -178,29 +172,8 @@ def test_sigterm_mid_training_leaves_run_killed(store, tmp_path):
         "trainer.early_stopping_patience=null",
         "trainer.verbose=2",  # one line per epoch, to know training is under way
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.train", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
-    try:
-        deadline = 300  # seconds for TensorFlow to start and the first epoch to end
-        while True:
-            line = lines.get(timeout=deadline)
-            if line.startswith("Epoch 3/"):  # two epochs done: mid-training
-                break
-        proc.send_signal(signal.SIGTERM)
-        returncode = proc.wait(timeout=120)
-        stderr = proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    result = sigterm_after(args, tmp_path, "Epoch 3/")  # two epochs done: mid-training
+    returncode, stderr = result.returncode, result.stderr
     assert returncode == 128 + signal.SIGTERM, stderr[-2000:]
     assert "KILLED" in stderr and "Traceback" not in stderr
     [run] = runs_in(store)

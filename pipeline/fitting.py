@@ -1,0 +1,106 @@
+"""How the training stage drives Keras: the compiled model's optimizer, loss and metrics, and the
+callbacks of one fit, in the order they must run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.config import Config, TrainerConfig
+from pipeline.data import DataSpec
+
+
+def build_callbacks(trainer: TrainerConfig, monitor: str, mode: str, backup_dir: Path, extra: list):
+    """Return (callbacks, early_stopping or None).
+
+    Order matters at each epoch's end: the LR schedule and early stopping update their state
+    first, then the backup writes that state, then logging and pruning (`extra`) run.
+    """
+    import keras
+
+    from pipeline import resilience
+
+    callbacks = [resilience.nan_guard()]
+    if trainer.lr_plateau_patience is not None:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor,
+                mode=mode,
+                factor=trainer.lr_plateau_factor,
+                patience=trainer.lr_plateau_patience,
+                verbose=0,
+            )
+        )
+    early_stopping = None
+    if trainer.early_stopping_patience is not None:
+        early_stopping = resilience.resumable_early_stopping(
+            monitor=monitor,
+            mode=mode,
+            patience=trainer.early_stopping_patience,
+            restore_best_weights=True,
+        )
+        callbacks.append(early_stopping)
+    callbacks.append(resilience.training_backup(backup_dir, early_stopping))
+    return callbacks + list(extra), early_stopping
+
+
+def monitored_metric(trainer: TrainerConfig, spec: DataSpec) -> tuple[str, str]:
+    """The validation metric early stopping watches, and whether higher is better."""
+    name = trainer.monitor or ("val_accuracy" if spec.task == "classification" else "val_loss")
+    mode = "max" if "acc" in name else "min"
+    return name, mode
+
+
+def compile_model(
+    model, trainer: TrainerConfig, spec: DataSpec, learning_rate: float, clipnorm: float | None
+) -> None:
+    """Attach optimizer, loss and metrics that fit the task."""
+    import keras
+
+    optimizers = {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "rmsprop": keras.optimizers.RMSprop,
+        "sgd": keras.optimizers.SGD,
+    }
+    kwargs = {"learning_rate": learning_rate}
+    if clipnorm:
+        kwargs["clipnorm"] = clipnorm
+    if trainer.weight_decay:
+        kwargs["weight_decay"] = trainer.weight_decay
+    if spec.task == "classification":
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    else:
+        loss = keras.losses.MeanSquaredError()
+        metrics = [
+            keras.metrics.RootMeanSquaredError(name="rmse"),
+            keras.metrics.MeanAbsoluteError(name="mae"),
+        ]
+    model.compile(
+        optimizer=optimizers[trainer.optimizer](**kwargs),
+        loss=loss,
+        metrics=metrics,
+        steps_per_execution=trainer.steps_per_execution,
+        jit_compile=resolve_jit(trainer.jit_compile),
+    )
+
+
+def resolve_jit(setting: bool | None):
+    """`trainer.jit_compile: null` means what measured fastest: off on CPUs, Keras' choice on GPUs.
+
+    On CPU, XLA made recurrent training slower (scripts/bench_throughput.py); on GPU, Keras
+    turns XLA off by itself for layers that use the cuDNN kernel.
+    """
+    if setting is not None:
+        return setting
+    import tensorflow as tf
+
+    return "auto" if tf.config.list_physical_devices("GPU") else False
+
+
+def optimizer_settings(conf: Config) -> tuple[float, float | None]:
+    """Learning rate and clipnorm: the trainer's when set, else those the model recommends."""
+    return (
+        conf.trainer.learning_rate or conf.model.learning_rate,
+        conf.trainer.clipnorm or conf.model.clipnorm,
+    )
