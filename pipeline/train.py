@@ -182,11 +182,12 @@ def interrupted_message(exc: BaseException, overrides) -> str:
     run_id = getattr(exc, "run_id", None)
     if run_id is None:
         return "Stopped: interrupted before training started; nothing was logged."
-    args = " ".join(o for o in overrides if not o.startswith("resume="))
+    kept = [o for o in overrides if not o.startswith("resume=")]
+    command = " ".join(["python -m pipeline.train", *kept, f"resume={run_id}"])
     return (
         f"Stopped: training was interrupted; MLflow run {run_id} is marked KILLED and its last "
-        f"epoch backup is kept. Resume it with:\n  python -m pipeline.train {args} resume={run_id}"
-    ).replace("train  resume", "train resume")
+        f"epoch backup is kept. Resume it with:\n  {command}"
+    )
 
 
 def _is_multirun() -> bool:
