@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+from pipeline.resilience import atomic_write, save_with_weights
+
 
 def best_checkpoint(path: Path, monitor: str, mode: str):
     """A Keras callback that writes the best epoch's model (by `monitor`) to `path` at the end.
@@ -27,12 +29,8 @@ def best_checkpoint(path: Path, monitor: str, mode: str):
                 self.best, self.weights = value, self.model.get_weights()
 
         def on_train_end(self, logs=None):
-            if self.weights is None:
-                return
-            current = self.model.get_weights()
-            self.model.set_weights(self.weights)
-            self.model.save(path)
-            self.model.set_weights(current)
+            if self.weights is not None:
+                save_with_weights(self.model, self.weights, path)
 
     return BestCheckpoint()
 
@@ -42,7 +40,7 @@ def log_trained_model(model, out: Path, test_ds, registered_model_name: str | No
     import mlflow
 
     path = out / "model.keras"
-    model.save(path)
+    atomic_write(path, model.save)
     mlflow.log_artifact(str(path))
     if (out / "best.keras").exists():
         mlflow.log_artifact(str(out / "best.keras"), "checkpoints")

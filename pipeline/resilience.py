@@ -52,6 +52,20 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
+def save_with_weights(model, weights, path: Path) -> None:
+    """Write `model` as it would be with `weights` (a `.weights.h5` path saves weights only,
+    anything else the whole model), atomically, leaving the model's own weights as they were."""
+    current = model.get_weights()
+    model.set_weights(weights)
+    try:
+        if path.name.endswith(".weights.h5"):
+            atomic_write(path, model.save_weights)
+        else:
+            atomic_write(path, model.save)
+    finally:
+        model.set_weights(current)
+
+
 def nan_guard():
     """A callback that stops training at the first NaN/inf loss by raising DivergedError."""
     import keras
@@ -104,12 +118,7 @@ def training_backup(folder: Path, early_stopping=None):
                 state.update(early_stopping_state(early_stopping))
                 if early_stopping.best_weights is not None:
                     best = folder / f"epoch-{epoch}.best.weights.h5"
-                    current = self.model.get_weights()
-                    self.model.set_weights(early_stopping.best_weights)
-                    try:
-                        atomic_write(best, lambda tmp: self.model.save_weights(tmp))
-                    finally:
-                        self.model.set_weights(current)
+                    save_with_weights(self.model, early_stopping.best_weights, best)
                     state["best_weights"] = best.name
             atomic_write(folder / "state.json", lambda tmp: Path(tmp).write_text(json.dumps(state)))
             for key in ("weights", "best_weights"):  # the old epoch's files, now unreferenced

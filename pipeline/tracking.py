@@ -46,9 +46,11 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def _artifact_location(uri: str, experiment_name: str) -> str | None:
     """For the project's own SQLite store, keep artifacts beside it in mlruns/artifacts."""
-    if not uri.startswith("sqlite:///"):
+    from pipeline.store import sqlite_path
+
+    db = sqlite_path(uri)
+    if db is None:
         return None
-    db = Path(uri.removeprefix("sqlite:///"))
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", experiment_name).strip("_") or "experiment"
     return (db.parent / "artifacts" / slug).as_uri()
 

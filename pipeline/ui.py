@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from pathlib import Path
 
+from pipeline.store import sqlite_path
 from pipeline.tracking import resolve_tracking_uri
 
 
@@ -20,11 +20,12 @@ def server_command(uri: str, port: int, host: str = "127.0.0.1") -> list[str]:
     command += ["--host", host, "--port", str(port)]
     # One worker: a local UI has one user, and every worker is a full MLflow process.
     command += ["--workers", "1"]
-    if uri.startswith("sqlite:///"):
+    db = sqlite_path(uri)
+    if db is not None:
         # Runs keep their own artifact locations (mlruns/artifacts/<experiment>); this only
         # decides where artifacts of experiments created from the UI go: beside the store,
         # not in a `mlartifacts/` folder under whatever directory the UI was started from.
-        artifacts = Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
+        artifacts = db.parent / "artifacts"
         command += ["--artifacts-destination", artifacts.as_uri()]
     return command
 

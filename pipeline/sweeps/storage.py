@@ -19,6 +19,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline import tracking
+from pipeline.store import sqlite_path
 
 JOURNAL_NAME = "journal.log"
 HEARTBEAT_ATTR = "heartbeat"  # user attr: last time (epoch seconds) the worker said it is alive
@@ -26,10 +27,8 @@ HEARTBEAT_ATTR = "heartbeat"  # user attr: last time (epoch seconds) the worker 
 
 def default_storage(tracking_uri: str) -> str:
     """A journal file beside the MLflow store when that is a local SQLite file, else in mlruns/."""
-    if tracking_uri.startswith("sqlite:///"):
-        store = Path(tracking_uri.removeprefix("sqlite:///")).parent
-    else:
-        store = tracking.STORE_DIR
+    db = sqlite_path(tracking_uri)
+    store = db.parent if db is not None else tracking.STORE_DIR
     return str(store / "optuna" / JOURNAL_NAME)
 
 
