@@ -87,18 +87,23 @@ def preflight(argv: list[str]) -> None:
     from pipeline.config import register_configs
 
     register_configs()
-    base = None
-    try:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            # Group choices only, so the valid keys listed are those of the chosen options.
-            groups = [a for a in argv if "." not in a.partition("=")[0].lstrip("+~")]
-            try:
-                base = compose("config", overrides=groups)
-            except Exception:  # noqa: BLE001 - the full compose below reports it
-                base = compose("config")
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        try:
             compose("config", overrides=argv)
-    except Exception as exc:  # noqa: BLE001 - anything unexplained is left to Hydra
-        message = explain(exc, base)
+            return
+        except Exception as exc:  # noqa: BLE001 - anything unexplained is left to Hydra
+            error = exc
+        # Only now, for the message: the config with the group choices alone, so the valid
+        # keys listed are those of the chosen options.
+        groups = [a for a in argv if "." not in a.partition("=")[0].lstrip("+~")]
+        try:
+            base = compose("config", overrides=groups)
+        except Exception:  # noqa: BLE001 - a bad group choice: list the default config's keys
+            try:
+                base = compose("config")
+            except Exception:  # noqa: BLE001
+                base = None
+        message = explain(error, base)
         if message is None:
             return
         print(f"Error: {message}", file=sys.stderr)

@@ -227,3 +227,31 @@ def resumable_state(uri: str, run_id: str, current: dict[str, Any]) -> dict[str,
             f"epoch ended, or its backup folder {folder} is gone). Start a new run instead."
         )
     return {**state, "backup_dir": folder}
+
+
+def prepare_run_end(log_model: bool):
+    """Load, on a background thread, what the end of a run needs: plotting and model logging.
+
+    Started when fit starts. TensorFlow releases the GIL while it computes, so these imports
+    (and MLflow's scan of the installed packages, which it repeats on every model it logs)
+    cost the run almost nothing instead of about 2 s of wall time at its end.
+    """
+    import threading
+
+    def load():
+        try:
+            import matplotlib.backends.backend_agg  # noqa: F401
+            import matplotlib.figure  # noqa: F401
+
+            if log_model:
+                import mlflow.tensorflow  # noqa: F401
+                from mlflow.utils import requirements_utils
+
+                # Private, hence guarded: MLflow builds this map lazily and keeps it.
+                requirements_utils._init_modules_to_packages_map()
+        except Exception:  # noqa: BLE001 - a pure speed-up; the main thread does it if this fails
+            pass
+
+    thread = threading.Thread(target=load, name="prepare-run-end", daemon=True)
+    thread.start()
+    return thread

@@ -15,7 +15,13 @@ from pipeline import resilience
 from pipeline.config import Config, register_configs, validate
 from pipeline.data import make_datasets
 from pipeline.errors import PipelineError
-from pipeline.fitting import build_callbacks, compile_model, monitored_metric, optimizer_settings
+from pipeline.fitting import (
+    build_callbacks,
+    compile_model,
+    monitored_metric,
+    optimizer_settings,
+    resolve_jit,
+)
 
 register_configs()
 
@@ -72,7 +78,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
     tags["deterministic"] = str(conf.trainer.deterministic).lower()
     tags["backup_dir"] = str(backup_dir.resolve())
     tags.update(sweep_job.run_tags(conf.sweep))  # nests a sweep trial's run under its parent
-    tags.update(environment.run_tags(model, conf.trainer.jit_compile))
+    tags.update(environment.run_tags(model, resolve_jit(conf.trainer)))
     val_ds = _limit(data.val, conf.trainer.limit_eval_batches)
     test_ds = _limit(data.test, conf.trainer.limit_eval_batches)
     with tracking.mlflow_run(
@@ -102,6 +108,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
         if verbose is None:
             verbose = 1 if sys.stdout.isatty() else 2
         fit_started = time.perf_counter()
+        preparing = tracking.prepare_run_end(conf.tracking.log_model)
         history = model.fit(
             _limit(data.train, conf.trainer.limit_train_batches),
             validation_data=val_ds,
@@ -130,6 +137,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
         mlflow.log_metrics(
             {f"final_{k}" if k.startswith("val_") else k: v for k, v in metrics.items()}
         )
+        preparing.join()
         plots.log_pictures(model, history.history, test_ds, data)
         if conf.tracking.log_model:
             model_logging.log_trained_model(
