@@ -98,7 +98,8 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
             lineage.log_datasets(data, conf.data.name)
         else:
             mlflow.set_tag("resumed_at_epoch", str(prior["epoch"] + 1))
-        extra = [tracking.epoch_logger()]
+        logger = tracking.epoch_logger()
+        extra = [logger]
         extra += sweep_job.trial_callbacks(conf, data.spec.task, run.info.run_id)  # pruning
         if conf.tracking.log_model:
             extra.append(model_logging.best_checkpoint(out / "best.keras", monitor, mode))
@@ -109,21 +110,25 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
             verbose = 1 if sys.stdout.isatty() else 2
         fit_started = time.perf_counter()
         preparing = tracking.prepare_run_end(conf.tracking.log_model)
-        history = model.fit(
-            _limit(data.train, conf.trainer.limit_train_batches),
-            validation_data=val_ds,
-            epochs=conf.trainer.epochs,
-            initial_epoch=initial_epoch,
-            callbacks=callbacks,
-            shuffle=False,  # the training pipeline reshuffles every epoch itself
-            verbose=verbose,
-        )
+        try:
+            history = model.fit(
+                _limit(data.train, conf.trainer.limit_train_batches),
+                validation_data=val_ds,
+                epochs=conf.trainer.epochs,
+                initial_epoch=initial_epoch,
+                callbacks=callbacks,
+                shuffle=False,  # the training pipeline reshuffles every epoch itself
+                verbose=verbose,
+            )
+        finally:
+            logger.close()  # every epoch's metrics are in the store, even when fit failed
         fit_seconds = time.perf_counter() - fit_started
         # Early stopping has restored the best epoch's weights: score those, on val and test.
-        metrics = {
-            f"val_{k}": float(v)
-            for k, v in model.evaluate(val_ds, return_dict=True, verbose=0).items()
-        }
+        # Without it the weights are the last epoch's, whose val scores fit already computed.
+        metrics = {k: float(v[-1]) for k, v in history.history.items() if k.startswith("val_")}
+        if early_stopping is not None or not metrics:
+            scores = model.evaluate(val_ds, return_dict=True, verbose=0)
+            metrics = {f"val_{k}": float(v) for k, v in scores.items()}
         scores = model.evaluate(test_ds, return_dict=True, verbose=0)
         metrics.update({f"test_{k}": float(v) for k, v in scores.items()})
         epochs_run = initial_epoch + len(history.history.get("loss", []))
@@ -227,7 +232,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    from pipeline.cli import preflight
+    from pipeline.cli import exit_now, preflight
 
     preflight(sys.argv[1:])
     main()
+    exit_now(0)  # errors never get here: they exit through sys.exit with their own code

@@ -182,7 +182,7 @@ BARE = textwrap.dedent("""
     from pipeline.data import mnist1d
     from pipeline.models import build_model
     data = mnist1d.load(Mnist1dDataConfig(), seed=42)
-    model = build_model(ModelConfig(cell="lstm"), data.spec)
+    model = build_model(ModelConfig(cell="lstm", units={units}), data.spec)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
     model.fit(data.train.take(3), validation_data=data.val.take(2), epochs=1, verbose=2)
@@ -197,6 +197,8 @@ def timed(cmd: list[str], env: dict) -> float:
 
 
 def startup(repeats: int) -> None:
+    from omegaconf import OmegaConf
+
     with tempfile.TemporaryDirectory() as tmp:
         env = {
             **os.environ,
@@ -204,7 +206,9 @@ def startup(repeats: int) -> None:
             "PYTHONPATH": str(ROOT),
         }
         cli = [sys.executable, "-m", "pipeline.train", "trainer=smoke", f"hydra.run.dir={tmp}/out"]
-        bare = [sys.executable, "-c", BARE]
+        # The same model as the CLI's default: conf/model/lstm.yaml's width.
+        units = OmegaConf.load(ROOT / "conf" / "model" / "lstm.yaml").units
+        bare = [sys.executable, "-c", BARE.format(units=units)]
         timed(cli, env)  # creates the store's tables once, as any second run finds them
         pairs = [(timed(cli, env), timed(bare, env)) for _ in range(repeats)]
     p, b = statistics.median(p for p, _ in pairs), statistics.median(b for _, b in pairs)

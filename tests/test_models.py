@@ -19,8 +19,8 @@ def model_for(*overrides, spec=MNIST1D):
 @pytest.mark.parametrize(
     ("overrides", "params"),
     [
-        # 4 gates * (units * (inputs + units) + units) + dense head 128 * 10 + 10
-        (["model=lstm"], 4 * (128 * 129 + 128) + 1290),
+        # 4 gates * (units * (inputs + units) + units) + dense head 256 * 10 + 10
+        (["model=lstm"], 4 * (256 * 257 + 256) + 2570),
         # GRU with reset_after: 3 gates * (units * (inputs + units) + 2 * units)
         (["model=gru"], 3 * (128 * 129 + 2 * 128) + 1290),
         (["model=simple_rnn"], 128 * 129 + 128 + 1290),

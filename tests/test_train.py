@@ -40,6 +40,38 @@ def test_train_classification_logs_one_finished_run(store, tmp_path):
     assert keras.saving.load_model(local).count_params() == metrics["num_params"]
 
 
+def test_every_epoch_is_logged_and_xla_is_on_by_default_on_cpu(store, tmp_path):
+    import mlflow
+
+    cfg = make_cfg(
+        "trainer.epochs=3",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_eval_batches=1",
+        "trainer.early_stopping_patience=null",
+        "model.units=8",
+        "tracking.log_model=false",
+    )
+    metrics = train(cfg, output_dir=tmp_path / "out")
+    [run] = runs_in(store)
+    history = mlflow.MlflowClient(store).get_metric_history(run.info.run_id, "val_loss")
+    assert sorted(m.step for m in history) == [0, 1, 2]  # the worker thread wrote them all
+    # No early stopping: the final val scores are the last epoch's, not a second evaluation.
+    last = max(history, key=lambda m: m.step)
+    assert metrics["val_loss"] == pytest.approx(last.value, rel=1e-6)
+    assert run.data.tags["train.jit_compile"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [((), True), (("trainer.deterministic=true",), False), (("trainer.jit_compile=false",), False)],
+)
+def test_xla_default_on_cpu(overrides, expected):
+    from pipeline.config import validate
+    from pipeline.fitting import resolve_jit
+
+    assert resolve_jit(validate(make_cfg(*overrides)).trainer) is expected
+
+
 def test_train_regression_reports_rmse(store, tmp_path):
     metrics = train(
         make_cfg("trainer=smoke", "data=sunspots", "model=gru", "model.units=8"), tmp_path
