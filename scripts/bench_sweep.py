@@ -1,7 +1,10 @@
 """Does pruning pay? The same Optuna search on MNIST-1D with and without a pruner.
 
-Both sweeps use the `rnn` search space, the same sampler seed and the same number of trials,
-each in a fresh throwaway MLflow store and journal. With two or more CPU cores they run at the
+Both sweeps use the `rnn` search space, the same sampler and seed and the same number of trials,
+each in a fresh throwaway MLflow store and journal. The default sampler is `random`: it proposes
+the same trials to both sweeps whatever the pruner does, so the comparison measures pruning alone
+(TPE learns from pruned trials, and its two sweeps soon try different models). Trials run without
+XLA (`trainer.jit_compile=false`), as in the measurements in the README. With two or more CPU cores they run at the
 same time, each limited to one TensorFlow thread (so neither speeds up when the other finishes)
 and scheduled by the OS over all cores, so that load from elsewhere on a shared machine falls on
 both alike; with one core they run one after the other. Prints both wall times, both best
@@ -33,6 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--units-max", type=int, default=64, help="upper bound of model.units (log scale from 16)"
     )
     p.add_argument("--seed", type=int, default=0, help="sampler seed shared by both sweeps")
+    p.add_argument("--sampler", default="random", help="hydra/sweeper/sampler of both sweeps")
+    p.add_argument("--jit", action="store_true", help="let trials use XLA (compiled per trial)")
     p.add_argument("--pruner", default="median", help="hydra/sweeper/pruner of the pruned sweep")
     p.add_argument(
         "--pruner-arg",
@@ -58,7 +63,9 @@ def sweep_command(args: argparse.Namespace, pruner: str, workdir: Path) -> list[
         "trainer.verbose=0",
         f"model.units=tag(log,int(interval(16,{args.units_max})))",
         f"hydra.sweeper.n_trials={args.n_trials}",
+        f"hydra/sweeper/sampler={args.sampler}",
         f"hydra.sweeper.sampler.seed={args.seed}",
+        f"trainer.jit_compile={'null' if args.jit else 'false'}",
         f"hydra.sweeper.storage={workdir / 'journal.log'}",
         "hydra.sweeper.study_name=bench",
         f"hydra/sweeper/pruner={pruner}",
@@ -169,7 +176,8 @@ def main(argv=None) -> None:
     pruner_args = " ".join(args.pruner_arg) or "defaults"
     print(
         f"MNIST-1D, rnn search, {args.n_trials} trials x up to {args.epochs} epochs, "
-        f"units 16..{args.units_max}, sampler seed {args.seed}; pruner {args.pruner} ({pruner_args})",
+        f"units 16..{args.units_max}, {args.sampler} sampler seed {args.seed}; "
+        f"pruner {args.pruner} ({pruner_args})",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
