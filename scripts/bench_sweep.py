@@ -39,7 +39,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="sampler seed shared by both sweeps")
     p.add_argument("--sampler", default="random", help="hydra/sweeper/sampler of both sweeps")
     p.add_argument("--jit", action="store_true", help="let trials use XLA (compiled per trial)")
-    p.add_argument("--pruner", default="median", help="hydra/sweeper/pruner of the pruned sweep")
+    p.add_argument(
+        "--pruner", default="successive_halving", help="hydra/sweeper/pruner of the pruned sweep"
+    )
     p.add_argument(
         "--pruner-arg",
         action="append",
