@@ -89,7 +89,8 @@ def resolve_jit(trainer: TrainerConfig):
     """`trainer.jit_compile: null` means what measured fastest: XLA on CPUs, Keras' choice on GPUs.
 
     On CPU, XLA fuses each time step's small ops into one kernel: 1.5-3x the samples/s of
-    plain graph mode for MNIST-1D-sized RNNs, and no slower for wider inputs, for 5-10 s of
+    plain graph mode for MNIST-1D-sized RNNs, about even for 28-wide rows at batch 128 and 15%
+    slower at batch 512 (large matmuls, where `jit_compile=false` pays), for 5-10 s of
     compilation per run (scripts/bench_throughput.py). On GPU, Keras turns XLA off by itself
     for layers that use the cuDNN kernel. Deterministic runs go without: Keras turns XLA off
     (with a warning) when TensorFlow's op determinism is on.
