@@ -43,9 +43,14 @@ def build_callbacks(trainer: TrainerConfig, monitor: str, mode: str, backup_dir:
     return callbacks + list(extra), early_stopping
 
 
+def task_metric(task: str) -> str:
+    """The validation metric a task is judged by when none is configured."""
+    return "val_accuracy" if task == "classification" else "val_loss"
+
+
 def monitored_metric(trainer: TrainerConfig, spec: DataSpec) -> tuple[str, str]:
     """The validation metric early stopping watches, and whether higher is better."""
-    name = trainer.monitor or ("val_accuracy" if spec.task == "classification" else "val_loss")
+    name = trainer.monitor or task_metric(spec.task)
     mode = "max" if "acc" in name else "min"
     return name, mode
 

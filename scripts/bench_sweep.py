@@ -106,35 +106,34 @@ def start_sweep(args: argparse.Namespace, pruner: str, workdir: Path, one_thread
     }
 
 
-def finished_trials(workdir: Path) -> int:
-    """Trials the sweep has finished so far (read from its journal; 0 before it exists)."""
+def load_study(workdir: Path):
+    """The sweep's study, read from its journal; None before the sweep has created it."""
     import optuna
 
     from pipeline.sweeps.storage import open_storage
 
-    if not (workdir / "journal.log").exists():
-        return 0
+    journal = workdir / "journal.log"
+    if not journal.exists():
+        return None
     try:
-        study = optuna.load_study(
-            study_name="bench", storage=open_storage(str(workdir / "journal.log"))
-        )
-    except KeyError:  # the study is not created yet
-        return 0
-    return sum(t.state.is_finished() for t in study.trials)
+        return optuna.load_study(study_name="bench", storage=open_storage(str(journal)))
+    except KeyError:  # the journal exists, the study not yet
+        return None
+
+
+def finished_trials(workdir: Path) -> int:
+    """Trials the sweep has finished so far."""
+    study = load_study(workdir)
+    return 0 if study is None else sum(t.state.is_finished() for t in study.trials)
 
 
 def summarize(sweep: dict) -> dict:
     """Wall time, best accuracy and trial counts of a finished sweep."""
-    import optuna
-
-    from pipeline.sweeps.storage import open_storage
-
     sweep["log"].close()
     if sweep["process"].returncode != 0:
         tail = (sweep["workdir"] / "sweep.log").read_text()[-3000:]
         sys.exit(f"The sweep with pruner {sweep['pruner']} failed:\n{tail}")
-    journal = open_storage(str(sweep["workdir"] / "journal.log"))
-    study = optuna.load_study(study_name="bench", storage=journal)
+    study = load_study(sweep["workdir"])
     states = [t.state.name for t in study.trials]
     return {
         "wall": sweep["wall"],

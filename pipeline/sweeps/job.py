@@ -12,6 +12,7 @@ import math
 import optuna
 
 from pipeline.config import Config, SweepConfig
+from pipeline.fitting import task_metric
 from pipeline.tracking import RunStopped
 
 PRUNED_ATTR = "pruned_at_epoch"  # user attr the job sets before stopping, read by the sweeper
@@ -58,7 +59,7 @@ def pruner_of(study: optuna.Study) -> optuna.pruners.BasePruner:
 
 def objective_metric(conf: Config, task: str) -> str:
     """The metric the sweep optimizes: `optimized_metric`, else the task's validation metric."""
-    return conf.optimized_metric or ("val_accuracy" if task == "classification" else "val_loss")
+    return conf.optimized_metric or task_metric(task)
 
 
 def trial_callbacks(conf: Config, task: str, run_id: str) -> list:
