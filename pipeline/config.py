@@ -269,6 +269,7 @@ class TrackingConfig:
     registered_model_name: str | None = None
     system_metrics: bool = True
     system_metrics_interval: float = 10.0
+    separate_process: bool | None = None
 
     def __post_init__(self) -> None:
         if not self.experiment_name.strip():

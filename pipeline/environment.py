@@ -110,8 +110,9 @@ def gpu_tags(
 
 def software_tags() -> dict:
     """Versions of the stack, and the CUDA/cuDNN TensorFlow was built against."""
+    from importlib.metadata import version
+
     import keras
-    import mlflow
     import tensorflow as tf
 
     build = tf.sysconfig.get_build_info()
@@ -119,7 +120,7 @@ def software_tags() -> dict:
         "version.python": platform.python_version(),
         "version.tensorflow": tf.__version__,
         "version.keras": keras.__version__,
-        "version.mlflow": mlflow.__version__,
+        "version.mlflow": version("mlflow"),  # not imported here: it may live in another process
         "build.cuda": build.get("cuda_version", "none"),  # "none": a CPU-only TensorFlow
         "build.cudnn": build.get("cudnn_version", "none"),
     }

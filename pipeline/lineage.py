@@ -50,15 +50,17 @@ def split_datasets(data, data_name: str) -> list:
     ]
 
 
-def log_datasets(data, data_name: str) -> list:
-    """Log train/val/test as inputs of the active run, split as context; returns the datasets."""
-    import mlflow
+def log_datasets(data, data_name: str, tracker) -> list:
+    """Log train/val/test as inputs of the tracker's run, split as context; returns the datasets.
 
+    The tracker gets each dataset's description (`to_dict()`: name, digest, source, schema,
+    profile), never the arrays: it may live in another process.
+    """
     datasets = split_datasets(data, data_name)
     splits = list(data.arrays)
-    mlflow.log_inputs(
-        datasets=datasets,
-        contexts=splits,
-        tags_list=[{"num_examples": str(len(data.arrays[s][0]))} for s in splits],
+    tracker.log_inputs(
+        [d.to_dict() for d in datasets],
+        splits,
+        [{"num_examples": str(len(data.arrays[s][0]))} for s in splits],
     )
     return datasets

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 from pipeline.resilience import atomic_write, save_with_weights
 
@@ -35,31 +34,38 @@ def best_checkpoint(path: Path, monitor: str, mode: str):
     return BestCheckpoint()
 
 
-def log_trained_model(model, out: Path, test_ds, registered_model_name: str | None = None):
+def log_trained_model(
+    tracker, model, out: Path, test_ds, registered_model_name: str | None = None
+) -> str:
     """The final model as model.keras and as an MLflow model; the best epoch's checkpoint."""
-    import mlflow
-
     path = out / "model.keras"
     atomic_write(path, model.save)
-    mlflow.log_artifact(str(path))
+    tracker.post("log_artifact", str(path))
     if (out / "best.keras").exists():
-        mlflow.log_artifact(str(out / "best.keras"), "checkpoints")
+        tracker.post("log_artifact", str(out / "best.keras"), "checkpoints")
     example = next(iter(test_ds))[0][:5].numpy()  # five real inputs, preprocessed as in training
-    return log_model(model, example, registered_model_name)
+    return log_model(tracker, model, example, out / "mlflow_model", registered_model_name)
 
 
-def log_model(model, example, registered_model_name: str | None = None):
-    """Log `model` as an MLflow model named "model", with signature and input example.
+def log_model(
+    tracker, model, example, folder: Path, registered_model_name: str | None = None
+) -> str:
+    """Log `model` as the run's MLflow model "model", with signature and input example; returns
+    its URI. It loads back with `mlflow.pyfunc.load_model(f"runs:/{run_id}/model")`.
 
-    It loads back with `mlflow.pyfunc.load_model(f"runs:/{run_id}/model")`. Two checks MLflow
-    would run on every run are left out, as they cost more than the rest of tracking: requirements
-    are pinned rather than inferred (inference loads the model in a fresh Python process), and the
-    input example is not served back through a reloaded model at log time (tests/ does that).
+    The model is saved here, into `folder`, where TensorFlow is loaded; the tracker (perhaps in
+    another process) logs the folder. Two checks MLflow would run on every run are left out, as
+    they cost more than the rest of tracking: requirements are pinned rather than inferred
+    (inference loads the model in a fresh Python process), and the input example is not served
+    back through a reloaded model at log time (tests/ does that).
     """
+    import shutil
+
     import keras
+    import mlflow.tensorflow
     import numpy as np
     import tensorflow as tf
-    from mlflow.models import Model, ModelSignature
+    from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
     # Read off the model instead of inferred from a prediction: a predict on a new batch shape
@@ -70,28 +76,12 @@ def log_model(model, example, registered_model_name: str | None = None):
             [TensorSpec(np.dtype(model.outputs[0].dtype), (-1, *model.output_shape[1:]))]
         ),
     )
-    return Model.log(
-        artifact_path=None,
-        name="model",
-        flavor=_TENSORFLOW_FLAVOR,
-        model=model,
+    shutil.rmtree(folder, ignore_errors=True)  # save_model refuses an existing folder
+    mlflow.tensorflow.save_model(
+        model,
+        str(folder),
         signature=signature,
         input_example=example,
         pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
-        registered_model_name=registered_model_name,
-        validate_serving_input=False,
     )
-
-
-def _save_tensorflow_model(validate_serving_input: bool = True, **kwargs):
-    """mlflow.tensorflow.save_model, taking the switch Model.log forwards to every flavor."""
-    import mlflow.tensorflow
-
-    return mlflow.tensorflow.save_model(**kwargs)
-
-
-# Model.log accepts any object with the flavor module's `save_model` as the flavor (its
-# documented contract); this one is mlflow.tensorflow with `validate_serving_input` accepted.
-_TENSORFLOW_FLAVOR = SimpleNamespace(
-    __name__="mlflow.tensorflow", save_model=_save_tensorflow_model
-)
+    return tracker.log_model(str(folder), registered_model_name)

@@ -90,28 +90,38 @@ def predict(model, dataset, chunk: int = 4096) -> np.ndarray:
     return np.concatenate([np.asarray(o, dtype=np.float32) for o in outputs])
 
 
-def log_pictures(model, history: dict, test_ds, data) -> list[str]:
-    """Draw and log every picture for this run; returns the artifact paths.
+def draw(history: dict, y_true, y_pred, task: str, num_classes: int, scaler=None) -> dict:
+    """Every picture of a run, by name: learning curves, then the confusion matrix (classes
+    predicted, for classification) or predicted against actual values (regression)."""
+    figures = {"learning_curves": learning_curves(history)}
+    if task == "classification":
+        figures["confusion_matrix"], _ = confusion_matrix(y_true, y_pred, num_classes)
+    else:
+        figures["predicted_vs_actual"] = predicted_vs_actual(y_true, y_pred, scaler)
+    return figures
 
-    `test_ds` is the test pipeline as evaluated (possibly limited to its first batches); it is
-    never shuffled, so its targets are the first rows of `data.arrays["test"]`, read from
-    there rather than by iterating the pipeline a second time.
+
+def log_pictures(model, history: dict, test_ds, data, tracker) -> None:
+    """Predict the test split here and hand the drawing and logging to the tracker.
+
+    The tracker draws (in the tracking process, when there is one, at the same time as this
+    one saves the model) and logs `model_summary.txt` and `plots/*.png`. `test_ds` is the test
+    pipeline as evaluated (possibly limited to its first batches); it is never shuffled, so its
+    targets are the first rows of `data.arrays["test"]`, read from there rather than by
+    iterating the pipeline a second time.
     """
-    import mlflow
-
-    mlflow.log_text(model_summary(model), "model_summary.txt")
-    mlflow.log_figure(learning_curves(history), "plots/learning_curves.png")
-    paths = ["model_summary.txt", "plots/learning_curves.png"]
-    spec, scaler = data.spec, data.scaler
+    spec = data.spec
     y_pred = predict(model, test_ds)
     y_true = data.arrays["test"][1][: len(y_pred)]
     if spec.task == "classification":
-        fig, _ = confusion_matrix(y_true, y_pred.argmax(axis=-1), spec.output_size)
-        mlflow.log_figure(fig, "plots/confusion_matrix.png")
-        paths.append("plots/confusion_matrix.png")
-    else:
-        mlflow.log_figure(
-            predicted_vs_actual(y_true, y_pred, scaler), "plots/predicted_vs_actual.png"
-        )
-        paths.append("plots/predicted_vs_actual.png")
-    return paths
+        y_pred = y_pred.argmax(axis=-1)  # all the confusion matrix needs; less to send
+    tracker.post(
+        "log_pictures",
+        model_summary(model),
+        history,
+        y_true,
+        y_pred,
+        spec.task,
+        spec.output_size,
+        data.scaler,
+    )

@@ -1,4 +1,5 @@
-"""Everything MLflow: where the store is, the run's lifetime and status, params and artifacts."""
+"""MLflow around a run: where the store is, the run's lifetime and final status (`open_run`),
+the epoch logger, resuming, and the work done while training. The writes are `tracker.py`'s."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 import os
 import re
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +96,46 @@ def _raise_terminated(signum, frame):
     raise _Terminated(f"received signal {signum}")
 
 
+def outcome(exc: BaseException | None) -> tuple[str, dict[str, str]]:
+    """The status a run closes with, and the tags that say why, for the exception that ended it."""
+    if exc is None:
+        return "FINISHED", {}
+    if isinstance(exc, KeyboardInterrupt):
+        return "KILLED", {"status_reason": "interrupted (Ctrl-C or SIGTERM)"}
+    if isinstance(exc, RunStopped):
+        return "KILLED", {**exc.tags, "status_reason": str(exc)}
+    failure = {"error.type": type(exc).__name__, "error.message": str(exc)[:4000]}
+    failure.update(getattr(exc, "mlflow_tags", {}))  # e.g. failure_reason=nan_loss
+    return "FAILED", failure
+
+
 @contextlib.contextmanager
+def open_run(tracker, experiment_name: str, run_name: str | None, tags: dict[str, str], **kwargs):
+    """Open the tracker's run; close it FINISHED, FAILED (with the error in tags) or KILLED
+    (interrupted, or stopped on purpose by RunStopped). SIGTERM counts as an interrupt.
+    An exception leaving the block carries the run id as `exc.run_id`."""
+    previous = signal.getsignal(signal.SIGTERM)
+    in_main_thread = _is_main_thread()
+    if in_main_thread:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        info = tracker.open(experiment_name, run_name, tags, **kwargs)
+        try:
+            yield tracker
+        except BaseException as exc:
+            exc.run_id = info.run_id
+            status, why = outcome(exc)
+            try:
+                tracker.close(status, why)
+            except Exception as close_error:  # noqa: BLE001 - keep the original error
+                print(f"Warning: could not close MLflow run: {close_error}", file=sys.stderr)
+            raise
+        tracker.close("FINISHED")
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def mlflow_run(
     uri: str,
     experiment_name: str,
@@ -104,65 +145,18 @@ def mlflow_run(
     system_metrics_interval: float = 10.0,
     run_id: str | None = None,
 ):
-    """Open one MLflow run; close it FINISHED, FAILED (with the error in tags) or KILLED
-    (interrupted, or stopped on purpose by RunStopped).
+    """`open_run` with a tracker in this process; yields the tracker (`.info.run_id`)."""
+    from pipeline.tracker import Tracker
 
-    With `system_metrics`, MLflow samples CPU, memory, disk, network (and GPU, through NVML)
-    every `system_metrics_interval` seconds in a background thread while the run is open.
-    With `run_id`, the existing run is reopened (resuming an interrupted training).
-    An exception leaving the block carries the run id as `exc.run_id`.
-    """
-    import mlflow
-
-    from pipeline.store import retry_locked, store_lock
-
-    if uri == default_tracking_uri():
-        STORE_DIR.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    previous = signal.getsignal(signal.SIGTERM)
-    in_main_thread = _is_main_thread()
-    if in_main_thread:
-        signal.signal(signal.SIGTERM, _raise_terminated)
-    if system_metrics:
-        mlflow.set_system_metrics_sampling_interval(system_metrics_interval)
-    # One process at a time creates the store's tables, the experiment and the run.
-    with store_lock(uri):
-        client = mlflow.MlflowClient()  # opening a new SQLite store creates its tables
-        if run_id:
-            experiment_id = client.get_run(run_id).info.experiment_id
-        else:
-            experiment_id = ensure_experiment(client, experiment_name, uri)
-        run = retry_locked(
-            mlflow.start_run,
-            run_id=run_id,
-            experiment_id=experiment_id,
-            run_name=None if run_id else run_name,
-            tags=tags,
-            log_system_metrics=system_metrics,
-        )
-    try:
-        yield run
-    except KeyboardInterrupt as exc:
-        exc.run_id = run.info.run_id
-        retry_locked(mlflow.set_tag, "status_reason", "interrupted (Ctrl-C or SIGTERM)")
-        retry_locked(mlflow.end_run, status="KILLED")
-        raise
-    except RunStopped as exc:
-        retry_locked(mlflow.set_tags, {**exc.tags, "status_reason": str(exc)})
-        retry_locked(mlflow.end_run, status="KILLED")
-        raise
-    except BaseException as exc:
-        exc.run_id = run.info.run_id
-        failure = {"error.type": type(exc).__name__, "error.message": str(exc)[:4000]}
-        failure.update(getattr(exc, "mlflow_tags", {}))  # e.g. failure_reason=nan_loss
-        retry_locked(mlflow.set_tags, failure)
-        retry_locked(mlflow.end_run, status="FAILED")
-        raise
-    else:
-        retry_locked(mlflow.end_run, status="FINISHED")
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+    return open_run(
+        Tracker(uri),
+        experiment_name,
+        run_name,
+        tags,
+        system_metrics=system_metrics,
+        system_metrics_interval=system_metrics_interval,
+        run_id=run_id,
+    )
 
 
 def _is_main_thread() -> bool:
@@ -171,8 +165,8 @@ def _is_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def epoch_logger():
-    """A Keras callback that logs each epoch's metrics and learning rate in one MLflow call.
+def epoch_logger(tracker):
+    """A Keras callback that logs each epoch's metrics and learning rate in one tracker call.
 
     The writes happen on a worker thread of its own, so a slow or locked store never stalls
     training; `close()` (called when training ends) waits until every epoch is written. MLflow's
@@ -180,15 +174,10 @@ def epoch_logger():
     run (its worker only notices the stop between one-second polls).
     """
     import queue
-    import sys
     import threading
     import time
 
     import keras
-    import mlflow
-    from mlflow.entities import Metric
-
-    from pipeline.store import retry_locked
 
     class EpochLogger(keras.callbacks.Callback):
         def __init__(self):
@@ -197,12 +186,10 @@ def epoch_logger():
             self._thread: threading.Thread | None = None
 
         def on_train_begin(self, logs=None):
-            run_id, client = mlflow.active_run().info.run_id, mlflow.MlflowClient()
-
             def write():
-                while (metrics := self._queue.get()) is not None:
+                while (item := self._queue.get()) is not None:
                     try:
-                        retry_locked(client.log_batch, run_id, metrics=metrics)
+                        tracker.log_metrics(*item)
                     except Exception as exc:  # noqa: BLE001 - lose a point, not the run
                         print(f"Warning: could not log epoch metrics: {exc}", file=sys.stderr)
 
@@ -214,8 +201,7 @@ def epoch_logger():
             lr = getattr(self.model.optimizer, "learning_rate", None)
             if lr is not None:
                 metrics["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
-            stamp = int(time.time() * 1000)
-            self._queue.put([Metric(k, v, stamp, epoch) for k, v in metrics.items()])
+            self._queue.put((metrics, epoch, int(time.time() * 1000)))
 
         def on_train_end(self, logs=None):
             self.close()
@@ -270,16 +256,35 @@ def resumable_state(uri: str, run_id: str, current: dict[str, Any]) -> dict[str,
     return {**state, "backup_dir": folder}
 
 
-def prepare_run_end(log_model: bool):
-    """Load, on a background thread, what the end of a run needs: plotting and model logging.
+class RunEndPreparation:
+    """Work for the end of a run, done on a background thread while the model trains.
 
-    Started when fit starts. TensorFlow releases the GIL while it computes, so these imports
-    (and MLflow's scan of the installed packages, which it repeats on every model it logs)
-    cost the run almost nothing instead of about 2 s of wall time at its end.
+    TensorFlow releases the GIL while it computes, so these imports (matplotlib, MLflow's model
+    format, and MLflow's scan of the installed packages, which it repeats for every model it
+    saves) and the dataset lineage (hashing every split) cost the run almost nothing, instead of
+    seconds before the first step or at the end. `join()` waits, and re-raises a lineage error.
     """
-    import threading
 
-    def load():
+    def __init__(self, tracker, data, data_name: str, log_model: bool, log_inputs: bool = True):
+        import threading
+
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(tracker, data, data_name, log_model, log_inputs),
+            name="prepare-run-end",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def _run(self, tracker, data, data_name, log_model, log_inputs):
+        if log_inputs:
+            try:
+                from pipeline import lineage
+
+                lineage.log_datasets(data, data_name, tracker)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread by join()
+                self._error = exc
         try:
             import matplotlib.backends.backend_agg  # noqa: F401
             import matplotlib.figure  # noqa: F401
@@ -293,6 +298,8 @@ def prepare_run_end(log_model: bool):
         except Exception:  # noqa: BLE001 - a pure speed-up; the main thread does it if this fails
             pass
 
-    thread = threading.Thread(target=load, name="prepare-run-end", daemon=True)
-    thread.start()
-    return thread
+    def join(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error

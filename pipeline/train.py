@@ -39,12 +39,28 @@ def _limit(ds, n: int | None):
     return ds.take(n) if n else ds
 
 
-def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, float]:
+def start_tracker(uri: str, separate: bool):
+    """The run's MLflow side: in a tracking process of its own (started now, so that MLflow's
+    imports overlap TensorFlow's), or in this process when MLflow is here already."""
+    if separate:
+        from pipeline.sidecar import RemoteTracker
+
+        return RemoteTracker(uri)
+    from pipeline.tracker import Tracker
+
+    return Tracker(uri)
+
+
+def train(
+    cfg: DictConfig, output_dir: str | Path | None = None, separate_tracking: bool = False
+) -> dict[str, float]:
     """Train and evaluate one model inside one MLflow run; return the final metrics.
 
     Config, data and store errors are raised before the run opens, so they leave no run
     behind. With `resume=<run_id>`, the interrupted run is reopened and training continues
-    from its last per-epoch backup.
+    from its last per-epoch backup. MLflow runs in a separate tracking process when
+    `tracking.separate_process` says so, or, when that is null, when `separate_tracking` does
+    (the command line's single runs).
     """
     conf = validate(cfg)
     started = time.perf_counter()
@@ -52,13 +68,24 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
 
     uri = tracking.resolve_tracking_uri(conf.tracking.uri)
     store.check_store(uri)
+    separate = conf.tracking.separate_process
+    tracker = start_tracker(uri, separate_tracking if separate is None else separate)
+    try:
+        return _train(conf, cfg, tracker, uri, output_dir, started)
+    finally:
+        tracker.shutdown()
+
+
+def _train(conf: Config, cfg: DictConfig, tracker, uri: str, output_dir, started: float) -> dict:
+    from pipeline import tracking
+
     resolved = OmegaConf.to_container(cfg, resolve=True)
     flat = tracking.flatten(resolved)
-    prior = tracking.resumable_state(uri, conf.resume, flat) if conf.resume else None
+    prior = tracker.resumable_state(conf.resume, flat) if conf.resume else None
 
     import keras
 
-    from pipeline import environment, lineage, model_logging, plots
+    from pipeline import environment, model_logging, plots
     from pipeline.models import build_model
     from pipeline.sweeps import job as sweep_job
 
@@ -81,26 +108,24 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
     tags.update(environment.run_tags(model, resolve_jit(conf.trainer)))
     val_ds = _limit(data.val, conf.trainer.limit_eval_batches)
     test_ds = _limit(data.test, conf.trainer.limit_eval_batches)
-    with tracking.mlflow_run(
-        uri,
+    with tracking.open_run(
+        tracker,
         conf.tracking.experiment_name,
         run_name,
         tags,
         system_metrics=conf.tracking.system_metrics,
         system_metrics_interval=conf.tracking.system_metrics_interval,
         run_id=conf.resume,
-    ) as run:
-        import mlflow
-
+    ):
+        run_id = tracker.info.run_id
         if prior is None:
-            mlflow.log_params(flat)
-            mlflow.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
-            lineage.log_datasets(data, conf.data.name)
+            tracker.log_params(flat)
+            tracker.log_text(OmegaConf.to_yaml(resolved), "config.yaml")
         else:
-            mlflow.set_tag("resumed_at_epoch", str(prior["epoch"] + 1))
-        logger = tracking.epoch_logger()
+            tracker.set_tags({"resumed_at_epoch": str(prior["epoch"] + 1)})
+        logger = tracking.epoch_logger(tracker)
         extra = [logger]
-        extra += sweep_job.trial_callbacks(conf, data.spec.task, run.info.run_id)  # pruning
+        extra += sweep_job.trial_callbacks(conf, data.spec.task, run_id)  # pruning
         if conf.tracking.log_model:
             extra.append(model_logging.best_checkpoint(out / "best.keras", monitor, mode))
         callbacks, early_stopping = build_callbacks(conf.trainer, monitor, mode, backup_dir, extra)
@@ -109,7 +134,10 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
         if verbose is None:
             verbose = 1 if sys.stdout.isatty() else 2
         fit_started = time.perf_counter()
-        preparing = tracking.prepare_run_end(conf.tracking.log_model)
+        # Lineage and the end's imports, on a background thread while the model trains.
+        preparing = tracking.RunEndPreparation(
+            tracker, data, conf.data.name, conf.tracking.log_model, log_inputs=prior is None
+        )
         try:
             history = model.fit(
                 _limit(data.train, conf.trainer.limit_train_batches),
@@ -122,6 +150,7 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
             )
         finally:
             logger.close()  # every epoch's metrics are in the store, even when fit failed
+            preparing.join()
         fit_seconds = time.perf_counter() - fit_started
         # Early stopping has restored the best epoch's weights: score those, on val and test.
         # Without it the weights are the last epoch's, whose val scores fit already computed.
@@ -139,22 +168,22 @@ def train(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, fl
             num_params=model.count_params(),
             fit_seconds=fit_seconds,
         )
-        mlflow.log_metrics(
-            {f"final_{k}" if k.startswith("val_") else k: v for k, v in metrics.items()}
+        tracker.post(
+            "log_metrics",
+            {f"final_{k}" if k.startswith("val_") else k: v for k, v in metrics.items()},
         )
-        preparing.join()
-        plots.log_pictures(model, history.history, test_ds, data)
+        plots.log_pictures(model, history.history, test_ds, data, tracker)
         if conf.tracking.log_model:
             model_logging.log_trained_model(
-                model, out, test_ds, conf.tracking.registered_model_name
+                tracker, model, out, test_ds, conf.tracking.registered_model_name
             )
     shutil.rmtree(backup_dir, ignore_errors=True)  # finished: nothing left to resume
     metrics["wall_seconds"] = time.perf_counter() - started
-    print_summary(conf, data, model, metrics, run.info, uri)
+    print_summary(conf, data, model, metrics, run_id, uri)
     return metrics
 
 
-def print_summary(conf: Config, data, model, metrics: dict, run_info, uri: str) -> None:
+def print_summary(conf: Config, data, model, metrics: dict, run_id: str, uri: str) -> None:
     from pipeline.tracking import ui_command
 
     sizes = data.sizes
@@ -170,7 +199,7 @@ def print_summary(conf: Config, data, model, metrics: dict, run_info, uri: str) 
         f"epochs      {metrics['epochs_trained']} (best epoch {metrics['best_epoch'] + 1})",
         f"test        {tests}",
         f"wall time   {metrics['wall_seconds']:.1f} s (fit {metrics['fit_seconds']:.1f} s)",
-        f"MLflow run  {run_info.run_id} (experiment {conf.tracking.experiment_name})",
+        f"MLflow run  {run_id} (experiment {conf.tracking.experiment_name})",
         f"browse      {ui_command(uri)}",
     ]
     print("\n".join(lines), flush=True)
@@ -217,14 +246,16 @@ def main(cfg: DictConfig) -> float | None:
 
     output_dir = HydraConfig.get().runtime.output_dir
     try:
-        metrics = train(cfg, output_dir=output_dir)
+        # A single run from the command line tracks in a process of its own; a sweep's jobs,
+        # which share their process with the sweeper's MLflow, track in it.
+        metrics = train(cfg, output_dir=output_dir, separate_tracking=not _is_multirun())
     except PipelineError as exc:
         if _is_multirun():
             raise  # the sweeper records the failure and goes on
         remove_empty_run_dir(Path(output_dir))
         print(f"Error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see tracking.mlflow_run)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see tracking.open_run)
         print(interrupted_message(exc, HydraConfig.get().overrides.task), file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", 130))
     name = cfg.optimized_metric or ("val_accuracy" if "val_accuracy" in metrics else "val_loss")

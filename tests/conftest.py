@@ -76,8 +76,11 @@ def tfds_mock(monkeypatch):
     return tfds.testing.mock_data
 
 
-def sigterm_after(args, cwd: Path, line_prefix: str) -> subprocess.CompletedProcess:
-    """Start `python -m pipeline.train ARGS`, send SIGTERM once a line starts with the prefix."""
+def sigterm_after(
+    args, cwd: Path, line_prefix: str, sig: int = signal.SIGTERM
+) -> subprocess.CompletedProcess:
+    """Start `python -m pipeline.train ARGS`, send `sig` (SIGTERM) once a line starts with the
+    prefix. The signal goes to the training process alone, not to its tracking process."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.train", *args],
@@ -90,7 +93,7 @@ def sigterm_after(args, cwd: Path, line_prefix: str) -> subprocess.CompletedProc
     try:
         for line in proc.stdout:  # bounded by the test's timeout
             if line.startswith(line_prefix):
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(sig)
                 break
         out, err = proc.communicate(timeout=120)
     finally:

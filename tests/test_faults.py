@@ -59,6 +59,18 @@ def test_sigterm_then_resume_continues_the_same_run(store, tmp_path):
     assert other.data.metrics["epochs_trained"] == run.data.metrics["epochs_trained"]
 
 
+def test_killed_training_leaves_its_run_failed_not_running(store, tmp_path):
+    import signal
+
+    from pipeline.sidecar import GONE
+
+    killed = sigterm_after([*SHORT, "trainer.epochs=50"], tmp_path, "Epoch 3/50", signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    [run] = runs_in(store)  # closed by the tracking process, which saw its pipe close
+    assert run.info.status == "FAILED"
+    assert run.data.tags["status_reason"] == GONE
+
+
 def test_nan_loss_fails_the_run_with_a_reason(store, tmp_path):
     path = tmp_path / "huge.csv"
     path.write_text("t,value\n" + "".join(f"{i},{1e30 * (i % 7)}\n" for i in range(200)))

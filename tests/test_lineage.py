@@ -50,7 +50,7 @@ def test_splits_logged_as_run_inputs(store):
     conf = validate(make_cfg("data=sine"))
     data = make_datasets(conf.data, conf.seed)
     with tracking.mlflow_run(store, "lineage", "r", {}, system_metrics=False) as run:
-        lineage.log_datasets(data, "sine")
+        lineage.log_datasets(data, "sine", run)
     inputs = mlflow.MlflowClient(store).get_run(run.info.run_id).inputs.dataset_inputs
     by_split = {{t.key: t.value for t in i.tags}["mlflow.data.context"]: i for i in inputs}
     assert set(by_split) == {"train", "val", "test"}

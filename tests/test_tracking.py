@@ -63,7 +63,7 @@ def test_system_metrics_sampled_at_the_configured_interval(store):
     assert not [k for k in client.get_run(off.info.run_id).data.metrics if k.startswith("system/")]
 
 
-def test_logged_model_loads_back_and_predicts_like_the_in_memory_model(store):
+def test_logged_model_loads_back_and_predicts_like_the_in_memory_model(store, tmp_path):
     import keras
     import mlflow
     import numpy as np
@@ -71,9 +71,12 @@ def test_logged_model_loads_back_and_predicts_like_the_in_memory_model(store):
     model = keras.Sequential([keras.Input((6, 2)), keras.layers.GRU(3), keras.layers.Dense(4)])
     x = np.random.default_rng(0).normal(size=(7, 6, 2)).astype("float32")
     with tracking.mlflow_run(store, "models", "m", {}, system_metrics=False) as run:
-        info = model_logging.log_model(model, x[:2])
-    assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 6, 2)
+        uri = model_logging.log_model(run, model, x[:2], tmp_path / "saved")
     mlflow.set_tracking_uri(store)
+    loaded = mlflow.pyfunc.load_model(uri)
+    assert loaded.metadata.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 6, 2)
+    assert loaded.metadata.flavors["tensorflow"]["model_type"] == "keras"
+    assert uri.startswith("models:/")  # MLflow 3: a logged model, linked to the run
     loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     np.testing.assert_allclose(loaded.predict(x), model.predict(x, verbose=0), rtol=1e-6)
     assert loaded.input_example.shape == (2, 6, 2)
