@@ -136,27 +136,12 @@ def open_run(tracker, experiment_name: str, run_name: str | None, tags: dict[str
             signal.signal(signal.SIGTERM, previous)
 
 
-def mlflow_run(
-    uri: str,
-    experiment_name: str,
-    run_name: str | None,
-    tags: dict[str, str],
-    system_metrics: bool = True,
-    system_metrics_interval: float = 10.0,
-    run_id: str | None = None,
-):
-    """`open_run` with a tracker in this process; yields the tracker (`.info.run_id`)."""
+def mlflow_run(uri: str, *args, **kwargs):
+    """`open_run` with a tracker in this process (arguments as `Tracker.open`'s); yields the
+    tracker, whose `.info.run_id` names the run."""
     from pipeline.tracker import Tracker
 
-    return open_run(
-        Tracker(uri),
-        experiment_name,
-        run_name,
-        tags,
-        system_metrics=system_metrics,
-        system_metrics_interval=system_metrics_interval,
-        run_id=run_id,
-    )
+    return open_run(Tracker(uri), *args, **kwargs)
 
 
 def _is_main_thread() -> bool:

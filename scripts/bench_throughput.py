@@ -132,12 +132,15 @@ def compare(name, cell, n_rows, batch, epochs, repeats):
         f"\n[{name}] {cell.upper()} 128 units, {len(train[0])} train samples, batch {batch}, "
         f"{epochs} epochs, {repeats} alternating repeats (medians)"
     )
-    print(
-        f"  (a) numpy + model.fit, Keras defaults : {med['a'][0]:8.0f} samples/s   val_accuracy {med['a'][1]:.4f}"
-    )
-    print(
-        f"  (b) pipeline training stage           : {med['b'][0]:8.0f} samples/s   val_accuracy {med['b'][1]:.4f}"
-    )
+    for way, label in (
+        ("a", "numpy + model.fit, Keras defaults"),
+        ("b", "pipeline training stage"),
+    ):
+        accs = [a for _, a in results[way]]  # their spread: how much a seed alone moves it
+        print(
+            f"  ({way}) {label:34s}: {med[way][0]:8.0f} samples/s   val_accuracy "
+            f"{med[way][1]:.4f} (seeds: {min(accs):.4f} to {max(accs):.4f})"
+        )
     print(
         f"  ratio (b)/(a): {med['b'][0] / med['a'][0]:.2f}x, accuracy difference "
         f"{100 * (med['b'][1] - med['a'][1]):+.2f} points"

@@ -9,6 +9,9 @@ no MLflow at all, in one process, alternating which goes first, and prints media
 
 The whole-run ratio includes the noise of the fit itself (other processes, thread scheduling);
 the "outside fit" line subtracts each run's own fit time, leaving the fixed costs of tracking.
+`train()` called from Python keeps MLflow in its own process (as sweeps do): this measures that
+path. The command line's separate tracking process is measured by the start-up line of
+scripts/bench_throughput.py.
 """
 
 from __future__ import annotations
