@@ -1,7 +1,10 @@
 """Training throughput: the seed tutorials' plain `model.fit(numpy)` against the pipeline's
 training stage, side by side in one process, alternating repeats, medians reported. Each fit
-first runs one untimed warm-up epoch (tracing, and XLA compilation for (a)), then the timed
-epochs: steady-state samples/s.
+first runs one untimed warm-up epoch (tracing, and XLA compilation for (b)), then the timed
+epochs: steady-state samples/s, the median over every timed epoch of every repeat. Epochs, not
+whole fits, because this shared machine now and then runs one epoch at half speed (it loses a
+core for a few seconds: seen as 4,038, 3,898, 3,622, 3,521 samples/s, then 2,006 within one fit),
+which one slow epoch in a two-epoch fit would otherwise decide.
 
     python scripts/bench_throughput.py                 # everything, ~10 min on 2 CPU cores
     python scripts/bench_throughput.py --quick         # fewer samples/repeats, ~3 min
@@ -72,6 +75,25 @@ def make_model(cell: str, spec: DataSpec, seed: int):
     return build_model(ModelConfig(cell=cell, units=128), spec)
 
 
+def epoch_timer():
+    """A Keras callback listing each epoch's seconds (validation included) in `.seconds`."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        seconds: list
+
+        def on_train_begin(self, logs=None):
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.started)
+
+    return EpochTimer()
+
+
 def fit_plain(cell, spec, train, val, batch, epochs, seed):
     """(a) The tutorials' way: numpy arrays into fit() with Keras' defaults."""
     import keras
@@ -83,11 +105,17 @@ def fit_plain(cell, spec, train, val, batch, epochs, seed):
         metrics=["accuracy"],
     )
     model.fit(*train, batch_size=batch, epochs=1, validation_data=val, verbose=0)  # warm-up
-    start = time.perf_counter()
+    timer = epoch_timer()
     hist = model.fit(
-        *train, batch_size=batch, initial_epoch=1, epochs=epochs + 1, validation_data=val, verbose=0
+        *train,
+        batch_size=batch,
+        initial_epoch=1,
+        epochs=epochs + 1,
+        validation_data=val,
+        verbose=0,
+        callbacks=[timer],
     )
-    return time.perf_counter() - start, hist.history["val_accuracy"][-1]
+    return timer.seconds, hist.history["val_accuracy"][-1]
 
 
 def fit_pipeline(cell, spec, train, val, batch, epochs, seed, **trainer):
@@ -102,7 +130,7 @@ def fit_pipeline(cell, spec, train, val, batch, epochs, seed, **trainer):
     train_ds = to_tf_dataset(*train, batch, shuffle=True, seed=seed, cache=True)
     val_ds = to_tf_dataset(*val, batch, shuffle=False, seed=seed, cache=True)
     model.fit(train_ds, validation_data=val_ds, epochs=1, shuffle=False, verbose=0)  # warm-up
-    start = time.perf_counter()
+    timer = epoch_timer()
     hist = model.fit(
         train_ds,
         validation_data=val_ds,
@@ -110,27 +138,32 @@ def fit_pipeline(cell, spec, train, val, batch, epochs, seed, **trainer):
         epochs=epochs + 1,
         shuffle=False,
         verbose=0,
+        callbacks=[timer],
     )
-    return time.perf_counter() - start, hist.history["val_accuracy"][-1]
+    return timer.seconds, hist.history["val_accuracy"][-1]
 
 
 def compare(name, cell, n_rows, batch, epochs, repeats):
     train, val, spec = workload_arrays(name, n_rows)
-    n = len(train[0]) * epochs
-    results = {"a": [], "b": []}
+    n = len(train[0])
+    results = {"a": [], "b": []}  # per repeat: (samples/s of each timed epoch, final accuracy)
     for r in range(repeats):
         order = ("a", "b") if r % 2 == 0 else ("b", "a")  # alternate who goes first
         for way in order:
             fit = fit_plain if way == "a" else fit_pipeline
             seconds, acc = fit(cell, spec, train, val, batch, epochs, seed=r)
-            results[way].append((n / seconds, acc))
+            results[way].append(([n / s for s in seconds], acc))
     med = {
-        w: (statistics.median(s for s, _ in v), statistics.median(a for _, a in v))
+        w: (
+            statistics.median(rate for rates, _ in v for rate in rates),
+            statistics.median(a for _, a in v),
+        )
         for w, v in results.items()
     }
     print(
         f"\n[{name}] {cell.upper()} 128 units, {len(train[0])} train samples, batch {batch}, "
-        f"{epochs} epochs, {repeats} alternating repeats (medians)"
+        f"{epochs} epochs, {repeats} alternating repeats (medians over the {epochs * repeats} "
+        "timed epochs of each side)"
     )
     for way, label in (
         ("a", "numpy + model.fit, Keras defaults"),
@@ -174,7 +207,7 @@ def flops_fraction(batch: int, n_rows: int, repeats: int) -> None:
     for r in range(repeats):
         ceiling.append(matmul_flops())
         seconds, _ = fit_pipeline("lstm", spec, train, val, batch, 1, seed=r, jit_compile=False)
-        achieved.append(len(train[0]) * per_sample / seconds)
+        achieved.append(len(train[0]) * per_sample / sum(seconds))
     a, c = statistics.median(achieved), statistics.median(ceiling)
     print(
         f"\n[FLOP/s] LSTM 128 on 28x28 rows, batch {batch}, trainer.jit_compile=false, {repeats} repeats"
