@@ -247,7 +247,7 @@ class RunEndPreparation:
     TensorFlow releases the GIL while it computes, so these imports (matplotlib, MLflow's model
     format, and MLflow's scan of the installed packages, which it repeats for every model it
     saves) and the dataset lineage (hashing every split) cost the run almost nothing, instead of
-    seconds before the first step or at the end. `join()` waits, and re-raises a lineage error.
+    seconds before the first step or at the end. `join()` waits; `check()` re-raises a lineage error.
     """
 
     def __init__(self, tracker, data, data_name: str, log_model: bool, log_inputs: bool = True):
@@ -284,7 +284,11 @@ class RunEndPreparation:
             pass
 
     def join(self) -> None:
+        """Wait for the thread (also when training failed: nothing may write after the close)."""
         self._thread.join()
+
+    def check(self) -> None:
+        """Re-raise the lineage error, if logging the datasets failed."""
         if self._error is not None:
             error, self._error = self._error, None
             raise error

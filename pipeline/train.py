@@ -151,6 +151,7 @@ def _train(conf: Config, cfg: DictConfig, tracker, uri: str, output_dir, started
         finally:
             logger.close()  # every epoch's metrics are in the store, even when fit failed
             preparing.join()
+        preparing.check()
         fit_seconds = time.perf_counter() - fit_started
         # Early stopping has restored the best epoch's weights: score those, on val and test.
         # Without it the weights are the last epoch's, whose val scores fit already computed.
