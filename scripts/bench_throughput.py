@@ -94,6 +94,14 @@ def epoch_timer():
     return EpochTimer()
 
 
+def warm_then_time(model, epochs: int, **fit_args) -> tuple[list[float], float]:
+    """One untimed warm-up epoch, then `epochs` timed ones: (seconds per epoch, final val acc)."""
+    model.fit(epochs=1, verbose=0, **fit_args)
+    timer = epoch_timer()
+    hist = model.fit(initial_epoch=1, epochs=epochs + 1, verbose=0, callbacks=[timer], **fit_args)
+    return timer.seconds, hist.history["val_accuracy"][-1]
+
+
 def fit_plain(cell, spec, train, val, batch, epochs, seed):
     """(a) The tutorials' way: numpy arrays into fit() with Keras' defaults."""
     import keras
@@ -104,18 +112,9 @@ def fit_plain(cell, spec, train, val, batch, epochs, seed):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    model.fit(*train, batch_size=batch, epochs=1, validation_data=val, verbose=0)  # warm-up
-    timer = epoch_timer()
-    hist = model.fit(
-        *train,
-        batch_size=batch,
-        initial_epoch=1,
-        epochs=epochs + 1,
-        validation_data=val,
-        verbose=0,
-        callbacks=[timer],
+    return warm_then_time(
+        model, epochs, x=train[0], y=train[1], batch_size=batch, validation_data=val
     )
-    return timer.seconds, hist.history["val_accuracy"][-1]
 
 
 def fit_pipeline(cell, spec, train, val, batch, epochs, seed, **trainer):
@@ -129,18 +128,8 @@ def fit_pipeline(cell, spec, train, val, batch, epochs, seed, **trainer):
     )  # (a) uses Adam's default
     train_ds = to_tf_dataset(*train, batch, shuffle=True, seed=seed, cache=True)
     val_ds = to_tf_dataset(*val, batch, shuffle=False, seed=seed, cache=True)
-    model.fit(train_ds, validation_data=val_ds, epochs=1, shuffle=False, verbose=0)  # warm-up
-    timer = epoch_timer()
-    hist = model.fit(
-        train_ds,
-        validation_data=val_ds,
-        initial_epoch=1,
-        epochs=epochs + 1,
-        shuffle=False,
-        verbose=0,
-        callbacks=[timer],
-    )
-    return timer.seconds, hist.history["val_accuracy"][-1]
+    # shuffle=False: the training pipeline reshuffles every epoch itself.
+    return warm_then_time(model, epochs, x=train_ds, validation_data=val_ds, shuffle=False)
 
 
 def compare(name, cell, n_rows, batch, epochs, repeats):
