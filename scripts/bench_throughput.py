@@ -6,8 +6,18 @@ whole fits, because this shared machine now and then runs one epoch at half spee
 core for a few seconds: seen as 4,038, 3,898, 3,622, 3,521 samples/s, then 2,006 within one fit),
 which one slow epoch in a two-epoch fit would otherwise decide.
 
-    python scripts/bench_throughput.py                 # everything, ~10 min on 2 CPU cores
-    python scripts/bench_throughput.py --quick         # fewer samples/repeats, ~3 min
+    python scripts/bench_throughput.py                 # everything, ~15 min on 2 CPU cores
+    python scripts/bench_throughput.py --quick         # fewer samples/repeats, ~5 min
+
+Batch sizes: 128 for the rows (seed tutorial 004's, as in `experiment=mnist_rows_lstm`) and 64 for
+MNIST-1D (the pipeline's `data=mnist1d` default); `--batch-size` sets one for both.
+
+Whether the pipeline changes what is learned is checked apart from the timing: one more pair of
+fits per workload with the same seed and the samples in the same order on both sides (shuffling off
+in both), whose validation accuracies must agree epoch by epoch. With shuffling on, as in the timed
+fits, (a) and (b) see different orders (Keras' array adapter against tf.data), and that order alone
+moves the accuracy after a few epochs by a point or more; those accuracies are printed with their
+range over seeds.
 
 Prints, per workload, samples/s and final validation accuracy of (a) and (b); the achieved
 LSTM training FLOP/s against a large matmul's; the startup overhead of
@@ -94,16 +104,28 @@ def epoch_timer():
     return EpochTimer()
 
 
-def warm_then_time(model, epochs: int, **fit_args) -> tuple[list[float], float]:
-    """One untimed warm-up epoch, then `epochs` timed ones: (seconds per epoch, final val acc)."""
-    model.fit(epochs=1, verbose=0, **fit_args)
+def warm_then_time(model, epochs: int, **fit_args) -> tuple[list[float], list[float]]:
+    """One untimed warm-up epoch, then `epochs` timed ones: (seconds of each timed epoch,
+    validation accuracy after each of the `epochs + 1` epochs)."""
+    warm = model.fit(epochs=1, verbose=0, **fit_args)
     timer = epoch_timer()
     hist = model.fit(initial_epoch=1, epochs=epochs + 1, verbose=0, callbacks=[timer], **fit_args)
-    return timer.seconds, hist.history["val_accuracy"][-1]
+    return timer.seconds, warm.history["val_accuracy"] + hist.history["val_accuracy"]
 
 
-def fit_plain(cell, spec, train, val, batch, epochs, seed):
-    """(a) The tutorials' way: numpy arrays into fit() with Keras' defaults."""
+def configured_batch(workload: str) -> int:
+    """The batch size the project's configs give the workload: the rows tutorial's preset, or
+    MNIST-1D's data default."""
+    from omegaconf import OmegaConf
+
+    if workload == "rows":
+        return OmegaConf.load(ROOT / "conf/experiment/mnist_rows_lstm.yaml").data.batch_size
+    return OmegaConf.load(ROOT / "conf/data/mnist1d.yaml").batch_size
+
+
+def fit_plain(cell, spec, train, val, batch, epochs, seed, shuffle=True):
+    """(a) The tutorials' way: numpy arrays into fit() with Keras' defaults (`shuffle=False` only
+    for the same-order check)."""
     import keras
 
     model = make_model(cell, spec, seed)
@@ -113,12 +135,19 @@ def fit_plain(cell, spec, train, val, batch, epochs, seed):
         metrics=["accuracy"],
     )
     return warm_then_time(
-        model, epochs, x=train[0], y=train[1], batch_size=batch, validation_data=val
+        model,
+        epochs,
+        x=train[0],
+        y=train[1],
+        batch_size=batch,
+        validation_data=val,
+        shuffle=shuffle,
     )
 
 
-def fit_pipeline(cell, spec, train, val, batch, epochs, seed, **trainer):
-    """(b) The pipeline's training stage with its default trainer config (or `trainer` overrides)."""
+def fit_pipeline(cell, spec, train, val, batch, epochs, seed, shuffle=True, **trainer):
+    """(b) The pipeline's training stage with its default trainer config (or `trainer` overrides);
+    `shuffle=False` only for the same-order check."""
     from pipeline.config import TrainerConfig
     from pipeline.fitting import compile_model
 
@@ -126,7 +155,7 @@ def fit_pipeline(cell, spec, train, val, batch, epochs, seed, **trainer):
     compile_model(
         model, TrainerConfig(**trainer), spec, learning_rate=1e-3, clipnorm=None
     )  # (a) uses Adam's default
-    train_ds = to_tf_dataset(*train, batch, shuffle=True, seed=seed, cache=True)
+    train_ds = to_tf_dataset(*train, batch, shuffle=shuffle, seed=seed, cache=True)
     val_ds = to_tf_dataset(*val, batch, shuffle=False, seed=seed, cache=True)
     # shuffle=False: the training pipeline reshuffles every epoch itself.
     return warm_then_time(model, epochs, x=train_ds, validation_data=val_ds, shuffle=False)
@@ -140,8 +169,8 @@ def compare(name, cell, n_rows, batch, epochs, repeats):
         order = ("a", "b") if r % 2 == 0 else ("b", "a")  # alternate who goes first
         for way in order:
             fit = fit_plain if way == "a" else fit_pipeline
-            seconds, acc = fit(cell, spec, train, val, batch, epochs, seed=r)
-            results[way].append(([n / s for s in seconds], acc))
+            seconds, accs = fit(cell, spec, train, val, batch, epochs, seed=r)
+            results[way].append(([n / s for s in seconds], accs[-1]))
     med = {
         w: (
             statistics.median(rate for rates, _ in v for rate in rates),
@@ -151,8 +180,8 @@ def compare(name, cell, n_rows, batch, epochs, repeats):
     }
     print(
         f"\n[{name}] {cell.upper()} 128 units, {len(train[0])} train samples, batch {batch}, "
-        f"{epochs} epochs, {repeats} alternating repeats (medians over the {epochs * repeats} "
-        "timed epochs of each side)"
+        f"1 warm-up + {epochs} timed epochs, {repeats} alternating repeats (medians over the "
+        f"{epochs * repeats} timed epochs of each side)"
     )
     for way, label in (
         ("a", "numpy + model.fit, Keras defaults"),
@@ -163,11 +192,21 @@ def compare(name, cell, n_rows, batch, epochs, repeats):
             f"  ({way}) {label:34s}: {med[way][0]:8.0f} samples/s   val_accuracy "
             f"{med[way][1]:.4f} (seeds: {min(accs):.4f} to {max(accs):.4f})"
         )
-    print(
-        f"  ratio (b)/(a): {med['b'][0] / med['a'][0]:.2f}x, accuracy difference "
-        f"{100 * (med['b'][1] - med['a'][1]):+.2f} points"
-    )
+    print(f"  ratio (b)/(a): {med['b'][0] / med['a'][0]:.2f}x")
+    same_order(cell, spec, train, val, batch, epochs)
     return med["b"][0] / med["a"][0]
+
+
+def same_order(cell, spec, train, val, batch, epochs) -> None:
+    """(a) and (b) from the same seed with the samples in the same order: the pipeline's
+    defaults (XLA, steps_per_execution, tf.data) must leave each epoch's accuracy as (a)'s."""
+    _, a = fit_plain(cell, spec, train, val, batch, epochs, seed=0, shuffle=False)
+    _, b = fit_pipeline(cell, spec, train, val, batch, epochs, seed=0, shuffle=False)
+    worst = max(abs(x - y) for x, y in zip(a, b, strict=True))
+    print(
+        f"  same seed, same sample order, {len(a)} epochs: val_accuracy (a) {a[-1]:.4f}, "
+        f"(b) {b[-1]:.4f}; largest per-epoch difference {100 * worst:.2f} points"
+    )
 
 
 def matmul_flops(size: int = 2048, reps: int = 10) -> float:
@@ -298,15 +337,30 @@ def main() -> None:
     ap.add_argument(
         "--rows-samples", type=int, default=20000, help="rows-of-MNIST training samples"
     )
-    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="batch size of both workloads (default: rows 128, the tutorial's; MNIST-1D 64, "
+        "the pipeline's data=mnist1d default)",
+    )
     ap.add_argument("--flops-batch-size", type=int, default=512)
     args = ap.parse_args()
     if args.quick:
         args.repeats, args.rows_samples = 2, 6000
     print(f"machine: {os.cpu_count()} CPU cores; TensorFlow threads as configured by default")
     ratios = [
-        compare("rows", "lstm", args.rows_samples, args.batch_size, 2, args.repeats),
-        compare("mnist1d", "gru", 0, args.batch_size, 5, args.repeats),
+        compare(
+            "rows",
+            "lstm",
+            args.rows_samples,
+            args.batch_size or configured_batch("rows"),
+            2,
+            args.repeats,
+        ),
+        compare(
+            "mnist1d", "gru", 0, args.batch_size or configured_batch("mnist1d"), 5, args.repeats
+        ),
     ]
     flops_fraction(args.flops_batch_size, args.rows_samples, args.repeats)
     startup(args.repeats)
