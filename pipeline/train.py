@@ -20,19 +20,25 @@ from pipeline.fitting import (
     compile_model,
     monitored_metric,
     optimizer_settings,
-    resolve_jit,
 )
 
 register_configs()
 
 
 def seed_everything(conf: Config) -> None:
+    """Seed, op determinism and dtype policy, each set for every run: TensorFlow and Keras keep
+    them per process, so without this one run's settings would carry into the next run in the
+    same process (a sweep, a notebook, the tests). Op determinism left on, for one, makes Keras
+    quietly drop XLA."""
     import keras
-    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # where the disable call lives
 
     keras.utils.set_random_seed(conf.seed)  # Python, NumPy and TensorFlow
     if conf.trainer.deterministic:
-        tf.config.experimental.enable_op_determinism()
+        tf_config.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()
+    keras.mixed_precision.set_global_policy(conf.trainer.mixed_precision or "float32")
 
 
 def _limit(ds, n: int | None):
@@ -83,15 +89,11 @@ def _train(conf: Config, cfg: DictConfig, tracker, uri: str, output_dir, started
     flat = tracking.flatten(resolved)
     prior = tracker.resumable_state(conf.resume, flat) if conf.resume else None
 
-    import keras
-
     from pipeline import environment, model_logging, plots
     from pipeline.models import build_model
     from pipeline.sweeps import job as sweep_job
 
     seed_everything(conf)
-    if conf.trainer.mixed_precision:
-        keras.mixed_precision.set_global_policy(conf.trainer.mixed_precision)
     data = make_datasets(conf.data, conf.seed)
     model = build_model(conf.model, data.spec)
     compile_model(model, conf.trainer, data.spec, *optimizer_settings(conf))
@@ -105,7 +107,7 @@ def _train(conf: Config, cfg: DictConfig, tracker, uri: str, output_dir, started
     tags["deterministic"] = str(conf.trainer.deterministic).lower()
     tags["backup_dir"] = str(backup_dir.resolve())
     tags.update(sweep_job.run_tags(conf.sweep))  # nests a sweep trial's run under its parent
-    tags.update(environment.run_tags(model, resolve_jit(conf.trainer)))
+    tags.update(environment.run_tags(model, model.jit_compile))  # as Keras resolved it
     val_ds = _limit(data.val, conf.trainer.limit_eval_batches)
     test_ds = _limit(data.test, conf.trainer.limit_eval_batches)
     with tracking.open_run(

@@ -4,11 +4,13 @@ exactly as plain Keras learns it, given the same samples in the same order."""
 from __future__ import annotations
 
 import numpy as np
+from conftest import make_cfg
 
-from pipeline.config import ModelConfig, TrainerConfig
+from pipeline.config import ModelConfig, TrainerConfig, validate
 from pipeline.data import DataSpec, to_tf_dataset
 from pipeline.fitting import compile_model
 from pipeline.models import build_model
+from pipeline.train import seed_everything
 
 SPEC = DataSpec(input_shape=(12, 3), task="classification", output_size=4)
 
@@ -30,6 +32,7 @@ def fresh_model():
 def test_pipeline_defaults_learn_what_plain_keras_learns():
     import keras
 
+    seed_everything(validate(make_cfg()))  # a default run's process state, whatever ran before
     (x, y), val = arrays(320, 0), arrays(96, 1)
     plain = fresh_model()
     plain.compile(
@@ -42,7 +45,7 @@ def test_pipeline_defaults_learn_what_plain_keras_learns():
     stage = fresh_model()
     trainer = TrainerConfig()  # the defaults: XLA on CPU, 32 steps per execution
     compile_model(stage, trainer, SPEC, learning_rate=1e-3, clipnorm=None)
-    assert stage.steps_per_execution == 32
+    assert stage.steps_per_execution == 32 and stage.jit_compile is True
     train_ds = to_tf_dataset(x, y, 32, shuffle=False, seed=0, cache=True)
     val_ds = to_tf_dataset(*val, 32, shuffle=False, seed=0, cache=True)
     b = stage.fit(train_ds, validation_data=val_ds, epochs=3, verbose=0)

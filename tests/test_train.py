@@ -72,6 +72,35 @@ def test_xla_default_on_cpu(overrides, expected):
     assert resolve_jit(validate(make_cfg(*overrides)).trainer) is expected
 
 
+def test_a_runs_process_settings_do_not_carry_into_the_next_run():
+    """Op determinism and the dtype policy are per process; a deterministic, mixed-precision
+    run must not leave the next run in the same process (a sweep, a notebook) without XLA or
+    in float16."""
+    import keras
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+
+    from pipeline.config import validate
+    from pipeline.data import DataSpec
+    from pipeline.fitting import compile_model
+    from pipeline.models import build_model
+    from pipeline.train import seed_everything
+
+    seed_everything(
+        validate(make_cfg("trainer.deterministic=true", "trainer.mixed_precision=mixed_float16"))
+    )
+    assert is_op_determinism_enabled()
+    assert keras.mixed_precision.global_policy().name == "mixed_float16"
+
+    conf = validate(make_cfg("model.units=4"))
+    seed_everything(conf)
+    assert not is_op_determinism_enabled()
+    assert keras.mixed_precision.global_policy().name == "float32"
+    spec = DataSpec((40, 1), "classification", 10)
+    model = build_model(conf.model, spec)
+    compile_model(model, conf.trainer, spec, learning_rate=1e-3, clipnorm=None)
+    assert model.jit_compile is True  # Keras would have turned it off under op determinism
+
+
 def test_train_regression_reports_rmse(store, tmp_path):
     metrics = train(
         make_cfg("trainer=smoke", "data=sunspots", "model=gru", "model.units=8"), tmp_path
