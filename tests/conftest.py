@@ -36,6 +36,13 @@ def store(tmp_path, monkeypatch):
     return uri
 
 
+def on_cpu() -> bool:
+    """No GPU visible: the pipeline's defaults then compile with XLA."""
+    import tensorflow as tf
+
+    return not tf.config.list_physical_devices("GPU")
+
+
 def make_cfg(*overrides: str):
     """Compose conf/config.yaml with overrides, as the command line would."""
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
