@@ -208,14 +208,15 @@ def recurrent_layers(model) -> list:
     return found
 
 
-def setup_tags(model, jit_compile: bool | None) -> dict:
-    """Mixed precision, XLA, distribution strategy and each recurrent layer's cuDNN status."""
+def setup_tags(model) -> dict:
+    """Mixed precision, XLA (as Keras resolved `jit_compile` for this model: off for cuDNN layers),
+    distribution strategy and each recurrent layer's cuDNN status."""
     import keras
     import tensorflow as tf
 
     tags = {
         "train.mixed_precision": keras.mixed_precision.global_policy().name,
-        "train.jit_compile": "auto" if jit_compile is None else str(jit_compile).lower(),
+        "train.jit_compile": str(model.jit_compile).lower(),
         "train.distribution_strategy": type(tf.distribute.get_strategy()).__name__,
     }
     for layer in recurrent_layers(model):
@@ -238,14 +239,14 @@ def warn_off_cudnn(tags: dict) -> list[str]:
     return off
 
 
-def run_tags(model, jit_compile: bool | None, sources=(nvml_devices, tensorflow_devices)) -> dict:
+def run_tags(model, sources=(nvml_devices, tensorflow_devices)) -> dict:
     """All environment tags for one run, as strings (MLflow's tag type)."""
     tags = {
         **gpu_tags(sources),
         **software_tags(),
         **host_tags(),
         **git_tags(),
-        **setup_tags(model, jit_compile),
+        **setup_tags(model),
     }
     warn_off_cudnn(tags)
     return {k: str(v) for k, v in tags.items()}

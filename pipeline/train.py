@@ -107,7 +107,7 @@ def _train(conf: Config, cfg: DictConfig, tracker, uri: str, output_dir, started
     tags["deterministic"] = str(conf.trainer.deterministic).lower()
     tags["backup_dir"] = str(backup_dir.resolve())
     tags.update(sweep_job.run_tags(conf.sweep))  # nests a sweep trial's run under its parent
-    tags.update(environment.run_tags(model, model.jit_compile))  # as Keras resolved it
+    tags.update(environment.run_tags(model))
     val_ds = _limit(data.val, conf.trainer.limit_eval_batches)
     test_ds = _limit(data.test, conf.trainer.limit_eval_batches)
     with tracking.open_run(

@@ -82,14 +82,16 @@ def model(**overrides):
     ],
 )
 def test_cudnn_eligibility_per_recurrent_layer(overrides, expected):
-    tags = environment.setup_tags(model(**overrides), jit_compile=None)
+    tags = environment.setup_tags(model(**overrides))
     assert {k: v for k, v in tags.items() if k.startswith("cudnn.")} == expected
-    assert tags["train.jit_compile"] == "auto" and tags["train.mixed_precision"] == "float32"
+    assert tags["train.mixed_precision"] == "float32"
     assert tags["train.distribution_strategy"]
 
 
 def test_bidirectional_layers_are_looked_into():
-    tags = environment.setup_tags(model(cell="gru", bidirectional=True), jit_compile=False)
+    compiled = model(cell="gru", bidirectional=True)
+    compiled.compile(jit_compile=False)
+    tags = environment.setup_tags(compiled)
     assert sorted(k for k in tags if k.startswith("cudnn.")) == [
         "cudnn.backward_gru_0",
         "cudnn.forward_gru_0",
@@ -116,7 +118,7 @@ def test_off_cudnn_layer_warns_only_on_gpu():
 
 
 def test_run_tags_on_this_machine_are_strings_with_versions_and_git():
-    tags = environment.run_tags(model(), jit_compile=None)
+    tags = environment.run_tags(model())
     assert tags["gpu.count"] == "0"
     assert all(isinstance(v, str) for v in tags.values())
     for key in ("version.tensorflow", "version.keras", "version.mlflow", "version.python"):
