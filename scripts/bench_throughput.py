@@ -207,7 +207,10 @@ def same_order(cell, spec, train, val, batch, epochs) -> None:
     _, a = fit_plain(cell, spec, train, val, batch, epochs, seed=0, shuffle=False)
     _, b = fit_pipeline(cell, spec, train, val, batch, epochs, seed=0, shuffle=False)
     worst = max(abs(x - y) for x, y in zip(a, b, strict=True))
-    each = lambda accs: " ".join(f"{x:.4f}" for x in accs)  # noqa: E731
+
+    def each(accs):
+        return " ".join(f"{x:.4f}" for x in accs)
+
     print(
         f"  same seed, same sample order, {len(a)} epochs: final val_accuracy (a) {a[-1]:.4f}, "
         f"(b) {b[-1]:.4f}, {100 * abs(a[-1] - b[-1]):.2f} points apart; largest per-epoch "
