@@ -196,9 +196,10 @@ def compare(name, cell, n_rows, batch, epochs, repeats):
             f"  ({way}) {label:34s}: {med[way][0]:8.0f} samples/s   val_accuracy "
             f"{med[way][1]:.4f} (seeds: {min(accs):.4f} to {max(accs):.4f})"
         )
-    print(f"  ratio (b)/(a): {med['b'][0] / med['a'][0]:.2f}x")
+    ratio = med["b"][0] / med["a"][0]
+    print(f"  ratio (b)/(a): {ratio:.2f}x")
     same_order(cell, spec, train, val, batch, epochs)
-    return med["b"][0] / med["a"][0]
+    return ratio
 
 
 def same_order(cell, spec, train, val, batch, epochs) -> None:

@@ -6,6 +6,7 @@ import subprocess
 import warnings
 
 import pytest
+from conftest import on_cpu
 
 from pipeline import environment
 from pipeline.config import ModelConfig
@@ -119,8 +120,10 @@ def test_off_cudnn_layer_warns_only_on_gpu():
 
 def test_run_tags_on_this_machine_are_strings_with_versions_and_git():
     tags = environment.run_tags(model())
-    seen = environment.nvml_devices()[1] or environment.tensorflow_devices()[1]
-    assert tags["gpu.count"] == str(len(seen))  # 0 here; the devices' count on a GPU machine
+    if on_cpu():
+        assert tags["gpu.count"] == "0"
+    else:  # a GPU machine: whichever source counted them, there is at least one
+        assert int(tags["gpu.count"]) >= 1
     assert all(isinstance(v, str) for v in tags.values())
     for key in ("version.tensorflow", "version.keras", "version.mlflow", "version.python"):
         assert tags[key][0].isdigit()
