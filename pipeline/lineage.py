@@ -34,33 +34,46 @@ def source_tags(source: dict) -> dict[str, str]:
     return tags
 
 
-def split_datasets(data, data_name: str) -> list:
-    """One mlflow.data NumpyDataset per split, named `<data>-<split>`."""
-    import mlflow.data
-    from mlflow.data.code_dataset_source import CodeDatasetSource
+def describe_splits(data, data_name: str) -> list[dict]:
+    """Each split as plain data: its name `<data>-<split>`, role, content digest, the loader's
+    source description, and its arrays' shapes and dtypes (never the arrays themselves).
 
-    # A generator, a TFDS build and a CSV file are all "code that produced arrays" to MLflow;
-    # the code source keeps the loader's own description (arguments, version, path, sha256).
-    source = CodeDatasetSource(tags=source_tags(data.source))
+    Made where the arrays are (the training process), handed to the tracker, which may be in
+    another process, and turned into MLflow datasets there by `mlflow_dataset`.
+    """
+    tags = source_tags(data.source)
     return [
-        mlflow.data.from_numpy(
-            x, source=source, targets=y, name=f"{data_name}-{split}", digest=content_digest(x, y)
-        )
+        {
+            "name": f"{data_name}-{split}",
+            "context": split,
+            "digest": content_digest(x, y),
+            "source": tags,
+            "features": (tuple(x.shape), x.dtype.str),
+            "targets": (tuple(y.shape), y.dtype.str),
+        }
         for split, (x, y) in data.arrays.items()
     ]
 
 
-def log_datasets(data, data_name: str, tracker) -> list:
-    """Log train/val/test as inputs of the tracker's run, split as context; returns the datasets.
+def mlflow_dataset(split: dict):
+    """The mlflow.data NumpyDataset for one `describe_splits` entry, digest and source ours.
 
-    The tracker gets each dataset's description (`to_dict()`: name, digest, source, schema,
-    profile), never the arrays: it may live in another process.
+    A generator, a TFDS build and a CSV file are all "code that produced arrays" to MLflow; the
+    code source keeps the loader's own description (arguments, version, path, sha256).
     """
-    datasets = split_datasets(data, data_name)
-    splits = list(data.arrays)
-    tracker.log_inputs(
-        [d.to_dict() for d in datasets],
-        splits,
-        [{"num_examples": str(len(data.arrays[s][0]))} for s in splits],
+    import mlflow.data
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    return mlflow.data.from_numpy(
+        _stand_in(*split["features"]),
+        source=CodeDatasetSource(tags=split["source"]),
+        targets=_stand_in(*split["targets"]),
+        name=split["name"],
+        digest=split["digest"],
     )
-    return datasets
+
+
+def _stand_in(shape: tuple, dtype: str) -> np.ndarray:
+    """An array of `shape` and `dtype` held in one element: MLflow's schema and profile read
+    only shape, dtype and size (tests/test_lineage.py checks they match the real arrays')."""
+    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape, (0,) * len(shape))

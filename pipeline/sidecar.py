@@ -92,6 +92,9 @@ class RemoteTracker:
     def close(self, *args, **kwargs):
         self._call("close", *args, **kwargs)
 
+    def import_ahead(self) -> None:
+        """Nothing to do: the tracking process imported all of it while this one started."""
+
     def post(self, name: str, *args, **kwargs) -> None:
         """Send a call without waiting: the tracking process prints a failure as a warning."""
         from pipeline.tracker import Tracker

@@ -23,16 +23,22 @@ class RunInfo:
     experiment_id: str
 
 
-# Imported by the first start_run, log_model, and system-metrics sampler of a process, and
-# the pictures' drawing.
+# Imported by the first start_run, log_model, log_inputs and system-metrics sampler of a
+# process, and the pictures' drawing.
 WARM_MODULES = (
     "IPython",
     "git",
     "matplotlib.backends.backend_agg",
     "matplotlib.figure",
     "pipeline.plots",
+    "pipeline.mlflow_model",
     "mlflow.models",
     "mlflow.models.display_utils",
+    "mlflow.models.utils",
+    "mlflow.pyfunc",
+    "mlflow.utils.environment",
+    "mlflow.data.numpy_dataset",
+    "mlflow.data.code_dataset_source",
     "mlflow.entities",
     "mlflow.system_metrics.system_metrics_monitor",
     "mlflow.store.artifact.local_artifact_repo",
@@ -49,7 +55,7 @@ class Tracker:
 
     # What the tracking process may be asked to do (pipeline/sidecar.py).
     CALLS = frozenset(
-        "open log_params log_text log_metrics log_inputs log_artifact log_pictures log_model "
+        "open log_params log_text log_metrics log_datasets log_artifact log_pictures log_model "
         "set_tags close resumable_state".split()
     )
 
@@ -66,22 +72,26 @@ class Tracker:
         Databricks checks, and its tracing provider): in the tracking process all of it
         happens while the training process imports TensorFlow.
         """
-        import importlib
-
         import mlflow
 
         from pipeline.store import sqlite_path, store_lock
+
+        self.import_ahead()
+        mlflow.set_tracking_uri(self.uri)
+        db = sqlite_path(self.uri)
+        if db is None or db.exists():  # never create a store for a run that may not start
+            with store_lock(self.uri):
+                self._client = mlflow.MlflowClient(self.uri)
+
+    def import_ahead(self) -> None:
+        """Import what this process's MLflow calls and pictures will import (WARM_MODULES)."""
+        import importlib
 
         for module in WARM_MODULES:
             try:
                 importlib.import_module(module)
             except ImportError:  # optional ones (IPython) may be missing
                 pass
-        mlflow.set_tracking_uri(self.uri)
-        db = sqlite_path(self.uri)
-        if db is None or db.exists():  # never create a store for a run that may not start
-            with store_lock(self.uri):
-                self._client = mlflow.MlflowClient(self.uri)
 
     def open(
         self,
@@ -147,16 +157,22 @@ class Tracker:
         batch = [Metric(k, float(v), stamp, step) for k, v in metrics.items()]
         self._write("log_batch", metrics=batch)
 
-    def log_inputs(self, datasets: list[dict], contexts: list[str], tags_list: list[dict]) -> None:
-        """Datasets as `mlflow.data` datasets' `to_dict()` (plain strings, no arrays)."""
+    def log_datasets(self, splits: list[dict]) -> None:
+        """Log each split (`lineage.describe_splits`: plain data, no arrays) as a dataset input
+        of the run, with its role (train/val/test) as context."""
         from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        from pipeline.lineage import mlflow_dataset
 
         inputs = [
             DatasetInput(
-                Dataset(**dataset),
-                [InputTag(k, v) for k, v in tags.items()] + [InputTag(DATA_CONTEXT, context)],
+                Dataset(**mlflow_dataset(split).to_dict()),
+                [
+                    InputTag("num_examples", str(split["features"][0][0])),
+                    InputTag(DATA_CONTEXT, split["context"]),
+                ],
             )
-            for dataset, context, tags in zip(datasets, contexts, tags_list, strict=True)
+            for split in splits
         ]
         self._write("log_inputs", datasets=inputs)
 
@@ -190,15 +206,17 @@ class Tracker:
         except Exception as exc:  # noqa: BLE001 - a missing picture must not fail the run
             print(f"Warning: MLflow `{name}` failed: {exc}", file=sys.stderr)
 
-    def log_model(self, folder: str, registered_model_name: str | None = None) -> str:
-        """Log an MLflow model saved in `folder` (by the training process) as this run's "model";
-        returns its URI."""
+    def log_model(self, files, registered_model_name: str | None = None) -> str:
+        """Log the model the training process saved (`mlflow_model.KerasModelFiles`) as this
+        run's MLflow model "model"; returns its URI."""
         from mlflow.models import Model
+
+        from pipeline.mlflow_model import KerasFlavor
 
         info = Model.log(
             artifact_path=None,
             name="model",
-            flavor=_SavedModelFolder(folder),
+            flavor=KerasFlavor(files),
             run_id=self.info.run_id,
             registered_model_name=registered_model_name,
             validate_serving_input=False,  # tests/ serve the example through a reloaded model
@@ -231,29 +249,3 @@ class Tracker:
 
 
 DATA_CONTEXT = "mlflow.data.context"  # MLflow's input tag for a dataset's role (train/val/test)
-
-
-class _SavedModelFolder:
-    """A flavor for `Model.log` whose model is already saved, in MLflow's format, in `folder`.
-
-    `Model.log` accepts any object with a `save_model(path, mlflow_model, **kwargs)` as the flavor
-    (its documented contract). The training process saves the model (it holds it, with TensorFlow);
-    this copies the folder and takes its flavors, signature and example into the run's model.
-    """
-
-    def __init__(self, folder: str):
-        self.folder = folder
-        self.__name__ = "mlflow.tensorflow"  # recorded as the logged model's flavor
-
-    def save_model(self, path: str, mlflow_model, **kwargs) -> None:
-        import shutil
-
-        from mlflow.models import Model
-
-        shutil.copytree(self.folder, path)
-        saved = Model.load(os.path.join(path, "MLmodel"))
-        mlflow_model.flavors = saved.flavors
-        mlflow_model.signature = saved.signature
-        mlflow_model.saved_input_example_info = saved.saved_input_example_info
-        mlflow_model.model_size_bytes = saved.model_size_bytes
-        mlflow_model.save(os.path.join(path, "MLmodel"))

@@ -244,43 +244,35 @@ def resumable_state(uri: str, run_id: str, current: dict[str, Any]) -> dict[str,
 class RunEndPreparation:
     """Work for the end of a run, done on a background thread while the model trains.
 
-    TensorFlow releases the GIL while it computes, so these imports (matplotlib, MLflow's model
-    format, and MLflow's scan of the installed packages, which it repeats for every model it
-    saves) and the dataset lineage (hashing every split) cost the run almost nothing, instead of
-    seconds before the first step or at the end. `join()` waits; `check()` re-raises a lineage error.
+    TensorFlow releases the GIL while it computes, so the dataset lineage (hashing every split)
+    and, for a tracker in this process, the imports the end of a run needs (matplotlib, MLflow's
+    model format) cost the run almost nothing, instead of seconds at the end. `join()` waits;
+    `check()` re-raises a lineage error.
     """
 
-    def __init__(self, tracker, data, data_name: str, log_model: bool, log_inputs: bool = True):
+    def __init__(self, tracker, data, data_name: str, log_inputs: bool = True):
         import threading
 
         self._error: BaseException | None = None
         self._thread = threading.Thread(
             target=self._run,
-            args=(tracker, data, data_name, log_model, log_inputs),
+            args=(tracker, data, data_name, log_inputs),
             name="prepare-run-end",
             daemon=True,
         )
         self._thread.start()
 
-    def _run(self, tracker, data, data_name, log_model, log_inputs):
+    def _run(self, tracker, data, data_name, log_inputs):
         if log_inputs:
             try:
                 from pipeline import lineage
 
-                lineage.log_datasets(data, data_name, tracker)
+                tracker.log_datasets(lineage.describe_splits(data, data_name))
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread by join()
                 self._error = exc
         try:
-            import matplotlib.backends.backend_agg  # noqa: F401
-            import matplotlib.figure  # noqa: F401
-
-            if log_model:
-                import mlflow.tensorflow  # noqa: F401
-                from mlflow.utils import requirements_utils
-
-                # Private, hence guarded: MLflow builds this map lazily and keeps it.
-                requirements_utils._init_modules_to_packages_map()
-        except Exception:  # noqa: BLE001 - a pure speed-up; the main thread does it if this fails
+            tracker.import_ahead()
+        except Exception:  # noqa: BLE001 - a pure speed-up; the calls import what they need
             pass
 
     def join(self) -> None:

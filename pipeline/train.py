@@ -91,7 +91,6 @@ def _train(conf: Config, cfg: DictConfig, tracker, uri: str, output_dir, started
 
     from pipeline import environment, model_logging, plots
     from pipeline.models import build_model
-    from pipeline.sweeps import job as sweep_job
 
     seed_everything(conf)
     data = make_datasets(conf.data, conf.seed)
@@ -106,7 +105,11 @@ def _train(conf: Config, cfg: DictConfig, tracker, uri: str, output_dir, started
     tags = {"data": conf.data.name, "cell": conf.model.cell, "task": data.spec.task}
     tags["deterministic"] = str(conf.trainer.deterministic).lower()
     tags["backup_dir"] = str(backup_dir.resolve())
-    tags.update(sweep_job.run_tags(conf.sweep))  # nests a sweep trial's run under its parent
+    in_sweep = conf.sweep.trial_number is not None
+    if in_sweep:  # Optuna costs a single run 0.2 s to import
+        from pipeline.sweeps import job as sweep_job
+
+        tags.update(sweep_job.run_tags(conf.sweep))  # nests the trial's run under its parent
     tags.update(environment.run_tags(model))
     val_ds = _limit(data.val, conf.trainer.limit_eval_batches)
     test_ds = _limit(data.test, conf.trainer.limit_eval_batches)
@@ -127,7 +130,8 @@ def _train(conf: Config, cfg: DictConfig, tracker, uri: str, output_dir, started
             tracker.set_tags({"resumed_at_epoch": str(prior["epoch"] + 1)})
         logger = tracking.epoch_logger(tracker)
         extra = [logger]
-        extra += sweep_job.trial_callbacks(conf, data.spec.task, run_id)  # pruning
+        if in_sweep:
+            extra += sweep_job.trial_callbacks(conf, data.spec.task, run_id)  # pruning
         if conf.tracking.log_model:
             extra.append(model_logging.best_checkpoint(out / "best.keras", monitor, mode))
         callbacks, early_stopping = build_callbacks(conf.trainer, monitor, mode, backup_dir, extra)
@@ -138,7 +142,7 @@ def _train(conf: Config, cfg: DictConfig, tracker, uri: str, output_dir, started
         fit_started = time.perf_counter()
         # Lineage and the end's imports, on a background thread while the model trains.
         preparing = tracking.RunEndPreparation(
-            tracker, data, conf.data.name, conf.tracking.log_model, log_inputs=prior is None
+            tracker, data, conf.data.name, log_inputs=prior is None
         )
         try:
             history = model.fit(

@@ -49,13 +49,19 @@ def make_cfg(*overrides: str):
         return compose("config", overrides=list(overrides))
 
 
-def run_cli(*args: str, env_extra: dict | None = None, cwd: Path | None = None, timeout=600):
-    """Run `python -m pipeline.train ARGS` in a subprocess; returns the CompletedProcess."""
+def run_cli(
+    *args: str,
+    env_extra: dict | None = None,
+    cwd: Path | None = None,
+    timeout=600,
+    python_flags: tuple[str, ...] = (),
+):
+    """Run `python [FLAGS] -m pipeline.train ARGS` in a subprocess; returns the CompletedProcess."""
     # This checkout's code, even when the installed copy is another checkout's.
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path, **(env_extra or {})}
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.train", *args],
+        [sys.executable, *python_flags, "-m", "pipeline.train", *args],
         capture_output=True,
         text=True,
         env=env,

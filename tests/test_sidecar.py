@@ -30,7 +30,7 @@ def test_run_written_through_the_tracking_process_reads_back_complete(store, tmp
             remote.post(
                 "log_pictures", "summary", history, labels, labels, "classification", 2, None
             )
-            model_logging.log_model(remote, model, x[:2], tmp_path / "saved")
+            model_logging.log_model(remote, model, x[:2], tmp_path / "model.keras")
     finally:
         remote.shutdown()
     assert remote._process.returncode == 0

@@ -71,7 +71,7 @@ def test_logged_model_loads_back_and_predicts_like_the_in_memory_model(store, tm
     model = keras.Sequential([keras.Input((6, 2)), keras.layers.GRU(3), keras.layers.Dense(4)])
     x = np.random.default_rng(0).normal(size=(7, 6, 2)).astype("float32")
     with tracking.mlflow_run(store, "models", "m", {}, system_metrics=False) as run:
-        uri = model_logging.log_model(run, model, x[:2], tmp_path / "saved")
+        uri = model_logging.log_model(run, model, x[:2], tmp_path / "model.keras")
     mlflow.set_tracking_uri(store)
     loaded = mlflow.pyfunc.load_model(uri)
     assert loaded.metadata.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 6, 2)
@@ -80,6 +80,61 @@ def test_logged_model_loads_back_and_predicts_like_the_in_memory_model(store, tm
     loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     np.testing.assert_allclose(loaded.predict(x), model.predict(x, verbose=0), rtol=1e-6)
     assert loaded.input_example.shape == (2, 6, 2)
+
+
+def test_model_folder_is_the_one_mlflow_tensorflow_writes(tmp_path):
+    """The tracker writes the MLflow model from the saved .keras file, without TensorFlow
+    (pipeline/mlflow_model.py); MLflow's own save_model must write the same folder."""
+    import json
+
+    import keras
+    import mlflow.tensorflow
+    import numpy as np
+    import tensorflow as tf
+    import yaml
+    from mlflow.models import Model
+
+    from pipeline.mlflow_model import KerasFlavor, KerasModelFiles
+
+    model = keras.Sequential([keras.Input((6, 2)), keras.layers.LSTM(3), keras.layers.Dense(4)])
+    x = np.random.default_rng(0).normal(size=(2, 6, 2)).astype("float32")
+    model.save(tmp_path / "model.keras")
+    requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
+    files = KerasModelFiles(
+        str(tmp_path / "model.keras"),
+        x,
+        ("<f4", (-1, 6, 2)),
+        ("<f4", (-1, 4)),
+        tf.__version__,
+        requirements,
+    )
+    KerasFlavor(files).save_model(str(tmp_path / "ours"), Model())
+    signature = Model.load(tmp_path / "ours" / "MLmodel").signature
+    mlflow.tensorflow.save_model(
+        model,
+        str(tmp_path / "theirs"),
+        signature=signature,
+        input_example=x,
+        pip_requirements=requirements,
+    )
+
+    def listing(folder):
+        return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    assert listing(ours) == listing(theirs)
+    for name in listing(theirs):
+        if name == "MLmodel":
+            # Differ by nature: the id, the clock, and the zip's timestamps in the size.
+            volatile = ("model_uuid", "utc_time_created", "model_size_bytes")
+            mine, mlflows = (yaml.safe_load((f / name).read_text()) for f in (ours, theirs))
+            assert {k: v for k, v in mine.items() if k not in volatile} == {
+                k: v for k, v in mlflows.items() if k not in volatile
+            }
+        elif name.endswith(".json"):
+            assert json.loads((ours / name).read_text()) == json.loads((theirs / name).read_text())
+        elif not name.endswith(".keras"):
+            assert (ours / name).read_text() == (theirs / name).read_text(), name
 
 
 def test_best_checkpoint_keeps_the_best_epoch_not_the_last(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -155,8 +156,14 @@ def test_experiment_presets_run(store, tmp_path, preset, tfds_mock):
 
 
 def test_cli_smoke_run_end_to_end(store, tmp_path):
-    result = run_cli("trainer=smoke", "model=gru", "model.units=8", cwd=tmp_path)
+    # -X importtime lists this process's imports (not its tracking process's) on stderr.
+    cli = ("trainer=smoke", "model=gru", "model.units=8")
+    result = run_cli(*cli, cwd=tmp_path, python_flags=("-X", "importtime"))
     assert result.returncode == 0, result.stderr[-2000:]
+    # MLflow and Optuna stay out of the training process: seconds of Python, GIL-bound,
+    # that would slow the start and end of every run (MLflow lives in the tracking process).
+    imported = re.findall(r"^import time:.*\| +(\S+)$", result.stderr, re.MULTILINE)
+    assert "keras" in imported and not {"mlflow", "optuna"} & set(imported)
     assert "test" in result.stdout and "accuracy=" in result.stdout
     [run] = runs_in(store)
     assert run.info.status == "FINISHED" and run.data.params["model.cell"] == "gru"
