@@ -23,7 +23,7 @@ range over seeds.
 Prints, per workload, samples/s and final validation accuracy of (a) and (b); the achieved
 LSTM training FLOP/s against a large matmul's; the startup overhead of
 `python -m pipeline.train trainer=smoke` over a bare script doing the same fit; the peak RSS
-of a default training run; and, as the last line, the median (b)/(a) ratio over workloads.
+of a default training run; and, as the last line, each workload's (b)/(a) ratio and the worst.
 """
 
 from __future__ import annotations
