@@ -92,7 +92,8 @@ def test_model_folder_is_the_one_mlflow_tensorflow_writes(tmp_path):
     import numpy as np
     import tensorflow as tf
     import yaml
-    from mlflow.models import Model
+    from mlflow.models import Model, ModelSignature
+    from mlflow.types import Schema, TensorSpec
 
     from pipeline.mlflow_model import KerasFlavor, KerasModelFiles
 
@@ -109,7 +110,8 @@ def test_model_folder_is_the_one_mlflow_tensorflow_writes(tmp_path):
         requirements,
     )
     KerasFlavor(files).save_model(str(tmp_path / "ours"), Model())
-    signature = Model.load(tmp_path / "ours" / "MLmodel").signature
+    spec = [TensorSpec(np.dtype("float32"), shape) for shape in ((-1, 6, 2), (-1, 4))]
+    signature = ModelSignature(Schema(spec[:1]), Schema(spec[1:]))
     mlflow.tensorflow.save_model(
         model,
         str(tmp_path / "theirs"),
