@@ -66,7 +66,7 @@ def log_model(tracker, model, example, path: Path, registered_model_name: str | 
     files = KerasModelFiles(
         keras_file=str(path),
         example=example,
-        inputs=(np.dtype(example.dtype).str, (-1, *model.input_shape[1:])),
+        inputs=(example.dtype.str, (-1, *model.input_shape[1:])),
         outputs=(np.dtype(model.outputs[0].dtype).str, (-1, *model.output_shape[1:])),
         tensorflow_version=tf.__version__,
         pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],

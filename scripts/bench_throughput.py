@@ -294,7 +294,7 @@ def startup(repeats: int) -> None:
     p, b = statistics.median(p for p, _ in pairs), statistics.median(b for _, b in pairs)
     # The median of each pair's difference: a pair runs back to back, so a slow minute on this
     # shared machine slows both of its commands, where it would skew one side's median alone.
-    diffs = sorted(p - b for p, b in pairs)
+    diffs = sorted(cli_s - bare_s for cli_s, bare_s in pairs)
     print(
         f"\n[startup] python -m pipeline.train trainer=smoke {p:.1f} s vs bare TF script {b:.1f} s "
         f"(medians of {repeats}): overhead {statistics.median(diffs):+.1f} s, the median of the "

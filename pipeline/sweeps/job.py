@@ -25,9 +25,9 @@ class TrialPruned(RunStopped, optuna.TrialPruned):
 
 
 def run_tags(sweep: SweepConfig) -> dict[str, str]:
-    """Tags nesting the trial's MLflow run under the sweep's parent run."""
-    if sweep.trial_number is None:
-        return {}
+    """Tags nesting the trial's MLflow run under the sweep's parent run. Like everything here, for
+    a sweep's trial only (`sweep.trial_number` set): train.py imports this module, and so Optuna,
+    only then."""
     tags = {"trial_number": str(sweep.trial_number), "study_name": str(sweep.study_name)}
     tags["trial_state"] = "RUNNING"  # the sweeper sets the final state
     if sweep.parent_run_id:
@@ -63,9 +63,7 @@ def objective_metric(conf: Config, task: str) -> str:
 
 
 def trial_callbacks(conf: Config, task: str, run_id: str) -> list:
-    """Keras callbacks that report to, and may be stopped by, the job's trial; none outside a sweep."""
-    if conf.sweep.trial_number is None:
-        return []
+    """Keras callbacks that report to, and may be stopped by, the job's trial."""
     import keras
 
     trial = load_trial(conf.sweep)
