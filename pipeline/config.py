@@ -225,6 +225,7 @@ class TrainerConfig:
     limit_eval_batches: int | None = None
     steps_per_execution: int = 32
     jit_compile: bool | None = None
+    batch_splits: int | None = None
     mixed_precision: str | None = None
     verbose: int | None = None
     deterministic: bool = False
@@ -250,6 +251,15 @@ class TrainerConfig:
             if getattr(self, key) is not None:
                 _check_int(f"trainer.{key}", getattr(self, key))
         _check_int("trainer.steps_per_execution", self.steps_per_execution)
+        if self.batch_splits is not None:
+            _check_int("trainer.batch_splits", self.batch_splits)
+            if self.batch_splits > 1 and (self.jit_compile is False or self.deterministic):
+                raise invalid_value(
+                    "trainer.batch_splits",
+                    "1 or null when XLA is off (trainer.jit_compile=false or "
+                    "trainer.deterministic=true), as each part is an XLA call",
+                    self.batch_splits,
+                )
         if self.mixed_precision not in (None, "float32", "mixed_float16", "mixed_bfloat16"):
             raise invalid_value(
                 "trainer.mixed_precision",

@@ -210,13 +210,14 @@ def recurrent_layers(model) -> list:
 
 def setup_tags(model) -> dict:
     """Mixed precision, XLA (as Keras resolved `jit_compile` for this model: off for cuDNN layers),
-    distribution strategy and each recurrent layer's cuDNN status."""
+    the parts each batch's gradient is split into, distribution strategy and each recurrent layer's cuDNN status."""
     import keras
     import tensorflow as tf
 
     tags = {
         "train.mixed_precision": keras.mixed_precision.global_policy().name,
         "train.jit_compile": str(model.jit_compile).lower(),
+        "train.batch_splits": str(getattr(model, "batch_splits", 1)),
         "train.distribution_strategy": type(tf.distribute.get_strategy()).__name__,
     }
     for layer in recurrent_layers(model):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pipeline.config import Config, TrainerConfig
 from pipeline.data import DataSpec
+from pipeline.errors import ConfigError
 
 
 def build_callbacks(trainer: TrainerConfig, monitor: str, mode: str, backup_dir: Path, extra: list):
@@ -88,6 +89,29 @@ def compile_model(
         steps_per_execution=trainer.steps_per_execution,
         jit_compile=resolve_jit(trainer),
     )
+    parts = resolve_batch_splits(trainer, model)
+    if parts > 1:
+        from pipeline.batch_splits import use_batch_splits
+
+        use_batch_splits(model, parts)
+
+
+def resolve_batch_splits(trainer: TrainerConfig, model) -> int:
+    """How many concurrent parts each training batch's gradient is computed in (see
+    pipeline/batch_splits.py); `null` means two where that measured faster and is exact."""
+    from pipeline.batch_splits import auto_splits
+
+    if trainer.batch_splits is None:
+        return auto_splits(model)
+    if trainer.batch_splits > 1 and model.jit_compile is not True:
+        raise ConfigError(
+            f"trainer.batch_splits={trainer.batch_splits} needs XLA, but this run compiles "
+            f"without it (trainer.jit_compile={str(trainer.jit_compile).lower()}, "
+            f"trainer.deterministic={str(trainer.deterministic).lower()}; Keras also turns XLA "
+            "off for cuDNN layers on a GPU). Set trainer.batch_splits=1 or null, or turn "
+            "trainer.jit_compile on."
+        )
+    return trainer.batch_splits
 
 
 def resolve_jit(trainer: TrainerConfig):

@@ -67,11 +67,13 @@ def test_wrong_type_fails_at_composition(override):
         ("data.batch_size=0", "data.batch_size"),
         ("data.val_fraction=1.5", "data.val_fraction"),
         ("tracking.system_metrics_interval=0", "tracking.system_metrics_interval"),
+        ("trainer.batch_splits=0", "trainer.batch_splits"),
+        ("trainer=smoke trainer.batch_splits=2", "trainer.batch_splits"),  # smoke has no XLA
     ],
 )
 def test_out_of_range_names_the_key(override, key):
     with pytest.raises(ConfigError, match=rf"`{key}`.*expected .*got"):
-        validate(make_cfg(override))
+        validate(make_cfg(*override.split()))
 
 
 def test_missing_required_csv_path_is_named():

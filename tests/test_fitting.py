@@ -1,10 +1,10 @@
-"""Training stage: its speed defaults (XLA, steps_per_execution, tf.data) leave what is learned
-exactly as plain Keras learns it, given the same samples in the same order."""
+"""Training stage: its speed defaults (XLA, steps_per_execution, batch splits, tf.data) leave what
+is learned exactly as plain Keras learns it, given the same samples in the same order."""
 
 from __future__ import annotations
 
 import numpy as np
-from conftest import make_cfg, on_cpu
+from conftest import default_batch_splits, make_cfg, on_cpu
 
 from pipeline.config import ModelConfig, TrainerConfig, validate
 from pipeline.data import DataSpec, to_tf_dataset
@@ -57,3 +57,61 @@ def test_pipeline_defaults_learn_what_plain_keras_learns():
     np.testing.assert_allclose(b.history["val_loss"], a.history["val_loss"], rtol=1e-4)
     assert b.history["val_accuracy"] == a.history["val_accuracy"]
     assert a.history["loss"][-1] < a.history["loss"][0]  # it trained: the check compares something
+
+
+def probed_model(parts: int):
+    """A small GRU whose first layer records the largest batch it saw in training; compiled by
+    the stage with `trainer.batch_splits=parts`."""
+    import keras
+    import tensorflow as tf
+
+    class LargestBatch(keras.layers.Layer):
+        def build(self, input_shape):
+            self.largest = self.add_weight(
+                shape=(), dtype="int32", initializer="zeros", trainable=False
+            )
+
+        def call(self, x, training=False):
+            if training:
+                self.largest.assign(tf.maximum(self.largest, tf.shape(x)[0]))
+            return x
+
+    keras.utils.set_random_seed(7)
+    model = keras.Sequential(
+        [keras.Input(SPEC.input_shape), LargestBatch(), keras.layers.GRU(8), keras.layers.Dense(4)]
+    )
+    compile_model(model, TrainerConfig(batch_splits=parts), SPEC, learning_rate=1e-3, clipnorm=None)
+    return model
+
+
+def test_batch_splits_train_on_parts_and_learn_what_the_whole_batch_learns():
+    (x, y), val = arrays(97, 0), arrays(96, 1)  # batches of 32, 32, 32 and 1: a part is empty
+    train_ds = to_tf_dataset(x, y, 32, shuffle=False, seed=0, cache=True)
+    val_ds = to_tf_dataset(*val, 32, shuffle=False, seed=0, cache=True)
+    history, largest = {}, {}
+    for parts in (1, 3):
+        model = probed_model(parts)
+        fit = model.fit(train_ds, validation_data=val_ds, epochs=3, shuffle=False, verbose=0)
+        history[parts], largest[parts] = fit.history, int(model.layers[0].largest.numpy())
+        assert model.jit_compile is True  # evaluation keeps its XLA function
+
+    assert largest == {1: 32, 3: 11}  # 32 = 10 + 11 + 11: each XLA call sees only its part
+    for key in ("loss", "accuracy", "val_loss"):
+        np.testing.assert_allclose(history[3][key], history[1][key], rtol=1e-5)
+    assert history[3]["val_accuracy"] == history[1]["val_accuracy"]
+    assert history[1]["loss"][-1] < history[1]["loss"][0]
+
+
+def test_batch_splits_default_to_two_on_a_multicore_cpu_for_narrow_rnns_without_dropout():
+    configs = {
+        "plain": ModelConfig(cell="gru", units=8),
+        "dropout": ModelConfig(cell="gru", units=8, dropout=0.2),
+        "wide": ModelConfig(cell="lstm", units=256),
+    }
+    splits = {}
+    for name, cfg in configs.items():
+        model = build_model(cfg, SPEC)
+        compile_model(model, TrainerConfig(), SPEC, learning_rate=1e-3, clipnorm=None)
+        splits[name] = getattr(model, "batch_splits", 1)
+    # Concurrent parts would share one dropout seed state; 256-unit layers measured slower split.
+    assert splits == {"plain": default_batch_splits(), "dropout": 1, "wide": 1}

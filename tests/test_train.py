@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import make_cfg, on_cpu, run_cli, runs_in
+from conftest import default_batch_splits, make_cfg, on_cpu, run_cli, runs_in
 
 from pipeline.train import train
 
@@ -60,6 +60,7 @@ def test_every_epoch_is_logged_and_xla_is_on_by_default_on_cpu(store, tmp_path):
     last = max(history, key=lambda m: m.step)
     assert metrics["val_loss"] == pytest.approx(last.value, rel=1e-6)
     assert run.data.tags["train.jit_compile"] == str(on_cpu()).lower()
+    assert run.data.tags["train.batch_splits"] == str(default_batch_splits())
 
 
 @pytest.mark.parametrize(
