@@ -89,8 +89,8 @@ def use_batch_splits(model, parts: int) -> None:
         model.optimizer.apply(grads, model.trainable_variables)
         loss = tf.add_n([w * r[1] for w, r in zip(weights, results, strict=True)])
         for metric in model.metrics:
-            if metric.name == "loss":
-                metric.update_state(loss, sample_weight=tf.shape(x)[0])
+            if metric.name == "loss":  # Keras' own loss tracker: a mean over samples
+                metric.update_state(loss, sample_weight=tf.shape(keras.tree.flatten(x)[0])[0])
         y_pred = keras.tree.map_structure(lambda *p: tf.concat(p, axis=0), *(r[2] for r in results))
         return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
