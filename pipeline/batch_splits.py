@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 
 # Layer settings that make the forward pass draw random numbers; their seed state is one variable
-# per layer, which concurrent parts would read and advance together.
+# per layer, which concurrent parts would read and advance together. Nested configs are searched
+# too, so a wrapped layer counts; a false match (an initializer's stddev) only keeps whole batches.
 _RANDOM_SETTINGS = ("dropout", "recurrent_dropout", "rate", "stddev")
 
 
@@ -45,7 +46,7 @@ MAX_SPLIT_UNITS = 128
 
 def auto_splits(model) -> int:
     """`trainer.batch_splits: null`: two parts where they measured faster (CPU, XLA, two or more
-    cores, recurrent layers of at most MAX_SPLIT_UNITS units) and are exact (no randomness in
+    cores, LSTM/GRU layers of at most MAX_SPLIT_UNITS units) and are exact (no randomness in
     the forward pass), else the whole batch."""
     import tensorflow as tf
 
@@ -55,7 +56,13 @@ def auto_splits(model) -> int:
         return 1
     if tf.distribute.get_strategy().num_replicas_in_sync > 1 or draws_random_numbers(model):
         return 1
-    if any(layer.units > MAX_SPLIT_UNITS for layer in recurrent_layers(model)):
+    layers = recurrent_layers(model)
+    if any(layer.units > MAX_SPLIT_UNITS for layer in layers):
+        return 1
+    # The default SimpleRNN's test accuracy moves by points with float rounding alone (88.0% on
+    # whole batches, 84.5% split, against an 85% target): it keeps whole batches until its
+    # defaults have more margin.
+    if any(type(layer).__name__ == "SimpleRNN" for layer in layers):
         return 1
     return 2 if len(os.sched_getaffinity(0)) >= 2 else 1
 

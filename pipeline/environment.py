@@ -210,7 +210,8 @@ def recurrent_layers(model) -> list:
 
 def setup_tags(model) -> dict:
     """Mixed precision, XLA (as Keras resolved `jit_compile` for this model: off for cuDNN layers),
-    the parts each batch's gradient is split into, distribution strategy and each recurrent layer's cuDNN status."""
+    the parts each batch's gradient is split into, distribution strategy and each recurrent
+    layer's cuDNN status."""
     import keras
     import tensorflow as tf
 

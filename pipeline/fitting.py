@@ -104,12 +104,12 @@ def resolve_batch_splits(trainer: TrainerConfig, model) -> int:
     if trainer.batch_splits is None:
         return auto_splits(model)
     if trainer.batch_splits > 1 and model.jit_compile is not True:
+        # The config check caught XLA turned off by the config; this is Keras turning it off
+        # (for cuDNN layers on a GPU).
         raise ConfigError(
-            f"trainer.batch_splits={trainer.batch_splits} needs XLA, but this run compiles "
-            f"without it (trainer.jit_compile={str(trainer.jit_compile).lower()}, "
-            f"trainer.deterministic={str(trainer.deterministic).lower()}; Keras also turns XLA "
-            "off for cuDNN layers on a GPU). Set trainer.batch_splits=1 or null, or turn "
-            "trainer.jit_compile on."
+            f"trainer.batch_splits={trainer.batch_splits} computes each part with XLA, which "
+            "Keras turned off for this model (layers on the cuDNN kernel of a GPU compile "
+            "without it). Set trainer.batch_splits=1 or null."
         )
     return trainer.batch_splits
 

@@ -204,7 +204,8 @@ def compare(name, cell, n_rows, batch, epochs, repeats):
 
 def same_order(cell, spec, train, val, batch, epochs) -> None:
     """(a) and (b) from the same seed with the samples in the same order: the pipeline's
-    defaults (XLA, steps_per_execution, tf.data) must leave each epoch's accuracy as (a)'s."""
+    defaults (XLA, steps_per_execution, batch splits, tf.data) must leave each epoch's accuracy
+    as (a)'s."""
     _, a = fit_plain(cell, spec, train, val, batch, epochs, seed=0, shuffle=False)
     _, b = fit_pipeline(cell, spec, train, val, batch, epochs, seed=0, shuffle=False)
     worst = max(abs(x - y) for x, y in zip(a, b, strict=True))
