@@ -88,7 +88,7 @@ def use_batch_splits(model, parts: int) -> None:
         return tape.gradient(scaled, model.trainable_variables), loss, y_pred
 
     @tf.function(jit_compile=True)
-    def apply_parts(results, weights, x, y, sample_weight):
+    def apply_parts(results, weights, n, x, y, sample_weight):
         grads = [
             tf.add_n([w * g for w, g in zip(weights, part, strict=True)])
             for part in zip(*(r[0] for r in results), strict=True)
@@ -97,7 +97,7 @@ def use_batch_splits(model, parts: int) -> None:
         loss = tf.add_n([w * r[1] for w, r in zip(weights, results, strict=True)])
         for metric in model.metrics:
             if metric.name == "loss":  # Keras' own loss tracker: a mean over samples
-                metric.update_state(loss, sample_weight=tf.shape(keras.tree.flatten(x)[0])[0])
+                metric.update_state(loss, sample_weight=n)
         y_pred = keras.tree.map_structure(lambda *p: tf.concat(p, axis=0), *(r[2] for r in results))
         return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
@@ -117,7 +117,7 @@ def use_batch_splits(model, parts: int) -> None:
 
         split = zip(parts_of(x), parts_of(y), parts_of(sample_weight), strict=True)
         results = [part_gradients(*part) for part in split]
-        return apply_parts(results, weights, x, y, sample_weight)
+        return apply_parts(results, weights, n, x, y, sample_weight)
 
     keras_make_train_function = model.make_train_function
 
