@@ -46,7 +46,7 @@ MAX_SPLIT_UNITS = 128
 
 def auto_splits(model) -> int:
     """`trainer.batch_splits: null`: two parts where they measured faster (CPU, XLA, two or more
-    cores, LSTM/GRU layers of at most MAX_SPLIT_UNITS units) and are exact (no randomness in
+    cores, recurrent layers of at most MAX_SPLIT_UNITS units) and are exact (no randomness in
     the forward pass), else the whole batch."""
     import tensorflow as tf
 
@@ -58,11 +58,6 @@ def auto_splits(model) -> int:
         return 1
     layers = recurrent_layers(model)
     if any(layer.units > MAX_SPLIT_UNITS for layer in layers):
-        return 1
-    # The default SimpleRNN's test accuracy moves by points with float rounding alone (88.0% on
-    # whole batches, 84.5% split, against an 85% target): it keeps whole batches until its
-    # defaults have more margin.
-    if any(type(layer).__name__ == "SimpleRNN" for layer in layers):
         return 1
     return 2 if len(os.sched_getaffinity(0)) >= 2 else 1
 

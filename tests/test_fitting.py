@@ -102,7 +102,7 @@ def test_batch_splits_train_on_parts_and_learn_what_the_whole_batch_learns():
     assert history[1]["loss"][-1] < history[1]["loss"][0]
 
 
-def test_batch_splits_default_to_two_on_a_multicore_cpu_for_narrow_lstm_gru_without_dropout():
+def test_batch_splits_default_to_two_on_a_multicore_cpu_for_narrow_rnns_without_dropout():
     configs = {
         "plain": ModelConfig(cell="gru", units=8),
         "dropout": ModelConfig(cell="gru", units=8, dropout=0.2),
@@ -115,4 +115,9 @@ def test_batch_splits_default_to_two_on_a_multicore_cpu_for_narrow_lstm_gru_with
         compile_model(model, TrainerConfig(), SPEC, learning_rate=1e-3, clipnorm=None)
         splits[name] = getattr(model, "batch_splits", 1)
     # Concurrent parts would share one dropout seed state; 256-unit layers measured slower split.
-    assert splits == {"plain": default_batch_splits(), "dropout": 1, "wide": 1, "simple_rnn": 1}
+    assert splits == {
+        "plain": default_batch_splits(),
+        "dropout": 1,
+        "wide": 1,
+        "simple_rnn": default_batch_splits(),
+    }

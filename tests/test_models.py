@@ -23,7 +23,8 @@ def model_for(*overrides, spec=MNIST1D):
         (["model=lstm"], 4 * (256 * 257 + 256) + 2570),
         # GRU with reset_after: 3 gates * (units * (inputs + units) + 2 * units)
         (["model=gru"], 3 * (128 * 129 + 2 * 128) + 1290),
-        (["model=simple_rnn"], 128 * 129 + 128 + 1290),
+        # two stacked SimpleRNNs: the second reads the first's 128 outputs
+        (["model=simple_rnn"], (128 * 129 + 128) + (128 * 256 + 128) + 1290),
         (
             ["model=lstm", "model.units=16", "model.num_layers=2"],
             4 * (16 * 17 + 16) + 4 * (16 * 32 + 16) + 170,
