@@ -1,7 +1,7 @@
 """Reference results: train the default configs and presets, print Markdown tables next to
 published and naive baselines, and (with --update-readme) write them into README.md.
 
-    python scripts/reference_results.py                   # all tables (about an hour on 2 cores)
+    python scripts/reference_results.py                   # all tables (11 minutes on an idle 2-core CPU)
     python scripts/reference_results.py --only sunspots   # one table
     python scripts/reference_results.py --update-readme   # rewrite README's Results section
 
