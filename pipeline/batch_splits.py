@@ -127,4 +127,3 @@ def use_batch_splits(model, parts: int) -> None:
 
     model.train_step = train_step
     model.make_train_function = make_train_function
-    model.batch_splits = parts

@@ -218,6 +218,7 @@ def setup_tags(model) -> dict:
     tags = {
         "train.mixed_precision": keras.mixed_precision.global_policy().name,
         "train.jit_compile": str(model.jit_compile).lower(),
+        # Set by the training stage's compile_model; a model compiled elsewhere trains whole batches.
         "train.batch_splits": str(getattr(model, "batch_splits", 1)),
         "train.distribution_strategy": type(tf.distribute.get_strategy()).__name__,
     }

@@ -89,11 +89,11 @@ def compile_model(
         steps_per_execution=trainer.steps_per_execution,
         jit_compile=resolve_jit(trainer),
     )
-    parts = resolve_batch_splits(trainer, model)
-    if parts > 1:
+    model.batch_splits = resolve_batch_splits(trainer, model)  # read back for the run's tags
+    if model.batch_splits > 1:
         from pipeline.batch_splits import use_batch_splits
 
-        use_batch_splits(model, parts)
+        use_batch_splits(model, model.batch_splits)
 
 
 def resolve_batch_splits(trainer: TrainerConfig, model) -> int:

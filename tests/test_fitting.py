@@ -113,7 +113,7 @@ def test_batch_splits_default_to_two_on_a_multicore_cpu_for_narrow_rnns_without_
     for name, cfg in configs.items():
         model = build_model(cfg, SPEC)
         compile_model(model, TrainerConfig(), SPEC, learning_rate=1e-3, clipnorm=None)
-        splits[name] = getattr(model, "batch_splits", 1)
+        splits[name] = model.batch_splits
     # Concurrent parts would share one dropout seed state; 256-unit layers measured slower split.
     assert splits == {
         "plain": default_batch_splits(),
