@@ -56,8 +56,7 @@ def auto_splits(model) -> int:
         return 1
     if tf.distribute.get_strategy().num_replicas_in_sync > 1 or draws_random_numbers(model):
         return 1
-    layers = recurrent_layers(model)
-    if any(layer.units > MAX_SPLIT_UNITS for layer in layers):
+    if any(layer.units > MAX_SPLIT_UNITS for layer in recurrent_layers(model)):
         return 1
     return 2 if len(os.sched_getaffinity(0)) >= 2 else 1
 

@@ -1,7 +1,7 @@
 """The ceiling under the rows LSTM's batch-128 ratio (issue 5's open target): how fast Keras' LSTM
 computes one batch's gradient on this CPU, each way, side by side in one process.
 
-    python scripts/bench_lstm_step.py        # about 2 minutes on 2 CPU cores
+    python scripts/bench_lstm_step.py        # about half a minute on 2 CPU cores
 
 Prints
 1. GFLOP/s of an XLA-compiled chain of matmuls shaped like the LSTM's recurrent step (B x 128
@@ -49,9 +49,7 @@ def per_second(fn, args, amount: float, reps: int = 20, rounds: int = 7) -> floa
 def matmul_shapes() -> None:
     import tensorflow as tf
 
-    big = tf.random.normal((2048, 2048))
-    ceiling = per_second(tf.linalg.matmul, (big, big), 2 * 2048**3, reps=5, rounds=3)
-    print(f"[matmul] 2048x2048: {ceiling / 1e9:.0f} GFLOP/s")
+    print(f"[matmul] 2048x2048: {bench_throughput.matmul_flops() / 1e9:.0f} GFLOP/s")
     w = tf.random.normal((UNITS, 4 * UNITS)) * 0.01
     links = 3 * STEPS
 
