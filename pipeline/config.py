@@ -46,6 +46,13 @@ def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
         raise invalid_value(key, f"one of {', '.join(choices)}", value)
 
 
+# Evaluation keeps no activations for a backward pass, so a batch several times the training
+# one costs about the memory of a training step, and on a CPU it is what spreads XLA's matmuls over
+# the cores (from about 136 rows): the rows LSTM validates 6,000 samples in 0.26-0.30 s at 512
+# instead of 0.44-0.62 s at 128. Metrics are means over samples, so they do not change.
+EVAL_BATCH_FACTOR = 4
+
+
 # --- data --------------------------------------------------------------------------------------
 
 
@@ -57,12 +64,20 @@ class DataConfig:
     task: ClassVar[str] = "classification"  # what the data asks for; sweeps pick a direction by it
     name: str = MISSING
     batch_size: int = 128
+    eval_batch_size: int | None = None  # None: EVAL_BATCH_FACTOR x batch_size
     val_fraction: float = 0.1
     cache: bool = True
 
     def __post_init__(self) -> None:
         _check_int(f"{self._key}.batch_size", self.batch_size)
+        if self.eval_batch_size is not None:
+            _check_int(f"{self._key}.eval_batch_size", self.eval_batch_size)
         _check_fraction(f"{self._key}.val_fraction", self.val_fraction)
+
+    @property
+    def eval_batch(self) -> int:
+        """Examples per validation and test batch."""
+        return self.eval_batch_size or EVAL_BATCH_FACTOR * self.batch_size
 
 
 @dataclass

@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from pipeline.config import EVAL_BATCH_FACTOR  # noqa: E402
 from pipeline.data import DataSpec, to_tf_dataset  # noqa: E402
 
 
@@ -160,7 +161,8 @@ def fit_pipeline(cell, spec, train, val, batch, epochs, seed, shuffle=True, **tr
         model, TrainerConfig(**trainer), spec, learning_rate=1e-3, clipnorm=None
     )  # (a) uses Adam's default
     train_ds = to_tf_dataset(*train, batch, shuffle=shuffle, seed=seed, cache=True)
-    val_ds = to_tf_dataset(*val, batch, shuffle=False, seed=seed, cache=True)
+    # Validation in the data stage's default eval batches (data.eval_batch_size: null).
+    val_ds = to_tf_dataset(*val, EVAL_BATCH_FACTOR * batch, shuffle=False, seed=seed, cache=True)
     # shuffle=False: the training pipeline reshuffles every epoch itself.
     return warm_then_time(model, epochs, x=train_ds, validation_data=val_ds, shuffle=False)
 

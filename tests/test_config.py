@@ -65,6 +65,7 @@ def test_wrong_type_fails_at_composition(override):
         ("trainer.learning_rate=0", "trainer.learning_rate"),
         ("trainer.epochs=0", "trainer.epochs"),
         ("data.batch_size=0", "data.batch_size"),
+        ("data.eval_batch_size=0", "data.eval_batch_size"),
         ("data.val_fraction=1.5", "data.val_fraction"),
         ("tracking.system_metrics_interval=0", "tracking.system_metrics_interval"),
         ("trainer.batch_splits=0", "trainer.batch_splits"),

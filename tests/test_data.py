@@ -27,6 +27,10 @@ def test_mnist1d_shapes_and_spec():
     assert data.spec.output_size == 10
     x, y = first_batch(data.train)
     assert x.shape == (64, 40, 1) and x.dtype == np.float32 and set(np.unique(y)) <= set(range(10))
+    # Validation and test go in batches of 4 x 64 unless data.eval_batch_size says otherwise.
+    assert [len(x) for x, _ in data.val] == [256, 144]
+    sized = make_datasets(data_conf("data.eval_batch_size=1000"), seed=0)
+    assert [len(x) for x, _ in sized.test] == [1000] and len(first_batch(sized.train)[0]) == 64
 
 
 def test_mnist1d_is_cached_on_disk(data_cache, monkeypatch):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from conftest import default_batch_splits, make_cfg, on_cpu
 
-from pipeline.config import ModelConfig, TrainerConfig, validate
+from pipeline.config import EVAL_BATCH_FACTOR, ModelConfig, TrainerConfig, validate
 from pipeline.data import DataSpec, to_tf_dataset
 from pipeline.fitting import compile_model
 from pipeline.models import build_model
@@ -48,7 +48,8 @@ def test_pipeline_defaults_learn_what_plain_keras_learns():
     assert stage.steps_per_execution == 32
     assert stage.jit_compile is on_cpu()  # XLA, except for cuDNN layers on a GPU
     train_ds = to_tf_dataset(x, y, 32, shuffle=False, seed=0, cache=True)
-    val_ds = to_tf_dataset(*val, 32, shuffle=False, seed=0, cache=True)
+    # Validation in the data stage's larger batches; plain fit validates in batches of 32.
+    val_ds = to_tf_dataset(*val, EVAL_BATCH_FACTOR * 32, shuffle=False, seed=0, cache=True)
     b = stage.fit(train_ds, validation_data=val_ds, epochs=3, shuffle=False, verbose=0)
 
     # Per-epoch callbacks still see every epoch, and the numbers match up to float rounding.

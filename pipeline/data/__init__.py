@@ -59,10 +59,19 @@ def to_tf_dataset(x, y, batch_size: int, shuffle: bool, seed: int, cache: bool, 
 
 
 def build_datasets(arrays, spec: DataSpec, cfg: DataConfig, seed: int, **extra) -> Datasets:
-    """Wrap split arrays into Datasets; only the training split is shuffled."""
+    """Wrap split arrays into Datasets; only the training split is shuffled, and validation and
+    test go in larger batches (`data.eval_batch_size`)."""
     map_fn = extra.pop("map_fn", None)
     pipes = {
-        split: to_tf_dataset(x, y, cfg.batch_size, split == "train", seed, cfg.cache, map_fn)
+        split: to_tf_dataset(
+            x,
+            y,
+            cfg.batch_size if split == "train" else cfg.eval_batch,
+            split == "train",
+            seed,
+            cfg.cache,
+            map_fn,
+        )
         for split, (x, y) in arrays.items()
     }
     return Datasets(pipes["train"], pipes["val"], pipes["test"], spec, arrays, **extra)
