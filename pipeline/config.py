@@ -46,10 +46,10 @@ def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
         raise invalid_value(key, f"one of {', '.join(choices)}", value)
 
 
-# Evaluation keeps no activations for a backward pass, so a batch several times the training
-# one costs about the memory of a training step, and on a CPU it is what spreads XLA's matmuls over
-# the cores (from about 136 rows): the rows LSTM validates 6,000 samples in 0.26-0.30 s at 512
-# instead of 0.44-0.62 s at 128. Metrics are means over samples, so they do not change.
+# Evaluation keeps no per-step activations for a backward pass, so batches larger than training's
+# fit in memory, and on a CPU larger batches are what spread XLA's matmuls over the cores (from
+# about 136 rows): the rows LSTM validates 6,000 samples in 0.26-0.30 s at 512 instead of
+# 0.44-0.62 s at 128. Metrics are means over samples, so they do not change.
 EVAL_BATCH_FACTOR = 4
 
 
