@@ -241,6 +241,7 @@ class TrainerConfig:
     steps_per_execution: int = 32
     jit_compile: bool | None = None
     batch_splits: int | None = None
+    fused_lstm: bool | None = None
     mixed_precision: str | None = None
     verbose: int | None = None
     deterministic: bool = False

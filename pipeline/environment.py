@@ -210,8 +210,8 @@ def recurrent_layers(model) -> list:
 
 def setup_tags(model) -> dict:
     """Mixed precision, XLA (as Keras resolved `jit_compile` for this model: off for cuDNN layers),
-    the parts each batch's gradient is split into, distribution strategy and each recurrent
-    layer's cuDNN status."""
+    the parts each batch's gradient is split into, the LSTM layers on the hand-written gradient,
+    distribution strategy and each recurrent layer's cuDNN status."""
     import keras
     import tensorflow as tf
 
@@ -220,6 +220,7 @@ def setup_tags(model) -> dict:
         "train.jit_compile": str(model.jit_compile).lower(),
         # Set by the training stage's compile_model; a model compiled elsewhere trains whole batches.
         "train.batch_splits": str(getattr(model, "batch_splits", 1)),
+        "train.fused_lstm": ",".join(getattr(model, "fused_lstm", [])) or "none",
         "train.distribution_strategy": type(tf.distribute.get_strategy()).__name__,
     }
     for layer in recurrent_layers(model):

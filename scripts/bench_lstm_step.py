@@ -1,5 +1,5 @@
-"""The ceiling under the rows LSTM's batch-128 ratio (issue 5's open target): how fast Keras' LSTM
-computes one batch's gradient on this CPU, each way, side by side in one process.
+"""What bounds the rows LSTM's batch-128 ratio (issue 5's open target): how fast one batch's
+gradient runs on this CPU, each way, side by side in one process.
 
     python scripts/bench_lstm_step.py        # about half a minute on 2 CPU cores
 
@@ -10,9 +10,11 @@ Prints
    rows and on both from about 136.
 2. Samples/s of the gradient alone (forward and backward pass of the rows model: Keras' LSTM 128
    and a Dense head, 28 steps x 28 features) at batch 128: without XLA (the graph `model.fit`
-   runs by default), with XLA on the whole batch, and as two 64-sample halves in two XLA calls
-   at the same time (what `trainer.batch_splits=2` runs); then the halves over no-XLA. Training
-   also updates weights, evaluates and reads data, so a fit's (b)/(a) ratio stays under it.
+   runs by default), with XLA on the whole batch, as two 64-sample halves in two XLA calls at
+   the same time (what `trainer.batch_splits=2` runs), and the halves again with the LSTM on the
+   hand-written gradient (`trainer.fused_lstm`, pipeline/fused_lstm.py): the training stage's
+   default. Then the fastest over no-XLA. Training also updates weights, evaluates and reads
+   data, so a fit's (b)/(a) ratio stays near it.
 """
 
 from __future__ import annotations
@@ -72,28 +74,41 @@ def gradients() -> None:
     import keras
     import tensorflow as tf
 
+    from pipeline.fused_lstm import use_fused_lstm
+
     train, _, spec = bench_throughput.workload_arrays("rows", BATCH)
-    model = bench_throughput.make_model("lstm", spec, seed=0)
-    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = tf.constant(train[0][:BATCH]), tf.constant(train[1][:BATCH])
 
-    def gradient(x, y):
-        with tf.GradientTape() as tape:
-            loss = model.compute_loss(x=x, y=y, y_pred=model(x, training=True), training=True)
-        return tape.gradient(loss, model.trainable_variables)
+    def gradients(fused: bool):
+        """The gradient function, compiled without and with XLA, and XLA's on two halves."""
+        model = bench_throughput.make_model("lstm", spec, seed=0)
+        model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        if fused:
+            use_fused_lstm(model)
 
-    graph, xla = tf.function(gradient), tf.function(gradient, jit_compile=True)
+        def gradient(x, y):
+            with tf.GradientTape() as tape:
+                loss = model.compute_loss(x=x, y=y, y_pred=model(x, training=True), training=True)
+            return tape.gradient(loss, model.trainable_variables)
 
-    @tf.function
-    def halves(x, y):  # neither call waits on the other, so TensorFlow runs them together
-        half = BATCH // 2
-        return xla(x[:half], y[:half]), xla(x[half:], y[half:])
+        xla = tf.function(gradient, jit_compile=True)
 
+        @tf.function
+        def halves(x, y):  # neither call waits on the other, so TensorFlow runs them together
+            half = BATCH // 2
+            return xla(x[:half], y[:half]), xla(x[half:], y[half:])
+
+        return tf.function(gradient), xla, halves
+
+    graph, xla, halves = gradients(fused=False)
     plain = "no XLA, whole batch (plain model.fit's way)"
     rates = {
         plain: per_second(graph, (x, y), BATCH),
         "XLA, whole batch": per_second(xla, (x, y), BATCH),
         "XLA, two halves at once (trainer.batch_splits=2)": per_second(halves, (x, y), BATCH),
+        "XLA, two halves, hand-written LSTM gradient (the stage's default)": per_second(
+            gradients(fused=True)[2], (x, y), BATCH
+        ),
     }
     for name, rate in rates.items():
         print(f"[gradient] batch {BATCH}, {name}: {rate:,.0f} samples/s")

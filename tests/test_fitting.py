@@ -4,6 +4,7 @@ is learned exactly as plain Keras learns it, given the same samples in the same 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import default_batch_splits, make_cfg, on_cpu
 
 from pipeline.config import EVAL_BATCH_FACTOR, ModelConfig, TrainerConfig, validate
@@ -22,19 +23,20 @@ def arrays(n: int, seed: int):
     return x, y.astype(np.int32)
 
 
-def fresh_model():
+def fresh_model(cell: str):
     import keras
 
     keras.utils.set_random_seed(7)
-    return build_model(ModelConfig(cell="gru", units=8), SPEC)
+    return build_model(ModelConfig(cell=cell, units=8), SPEC)
 
 
-def test_pipeline_defaults_learn_what_plain_keras_learns():
+@pytest.mark.parametrize("cell", ["gru", "lstm"])  # the LSTM on the hand-written gradient
+def test_pipeline_defaults_learn_what_plain_keras_learns(cell):
     import keras
 
     seed_everything(validate(make_cfg()))  # a default run's process state, whatever ran before
     (x, y), val = arrays(320, 0), arrays(96, 1)
-    plain = fresh_model()
+    plain = fresh_model(cell)
     plain.compile(
         optimizer="adam",
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -42,11 +44,12 @@ def test_pipeline_defaults_learn_what_plain_keras_learns():
     )
     a = plain.fit(x, y, batch_size=32, validation_data=val, epochs=3, shuffle=False, verbose=0)
 
-    stage = fresh_model()
+    stage = fresh_model(cell)
     trainer = TrainerConfig()  # the defaults: XLA on CPU, 32 steps per execution
     compile_model(stage, trainer, SPEC, learning_rate=1e-3, clipnorm=None)
     assert stage.steps_per_execution == 32
     assert stage.jit_compile is on_cpu()  # XLA, except for cuDNN layers on a GPU
+    assert stage.fused_lstm == (["lstm_0"] if cell == "lstm" and on_cpu() else [])
     train_ds = to_tf_dataset(x, y, 32, shuffle=False, seed=0, cache=True)
     # Validation in the data stage's larger batches; plain fit validates in batches of 32.
     val_ds = to_tf_dataset(*val, EVAL_BATCH_FACTOR * 32, shuffle=False, seed=0, cache=True)
@@ -122,3 +125,28 @@ def test_batch_splits_default_to_two_on_a_multicore_cpu_for_narrow_rnns_without_
         "wide": 1,
         "simple_rnn": default_batch_splits(),
     }
+
+
+@pytest.mark.parametrize(
+    ("settings", "fused"),
+    [
+        (dict(), on_cpu()),  # null: under XLA on a CPU
+        (dict(fused_lstm=False), False),
+        (dict(jit_compile=False), False),  # without XLA its loop is slower than Keras'
+        (dict(jit_compile=False, fused_lstm=True), True),
+    ],
+)
+def test_fused_lstm_where_it_measured_faster_or_where_asked(settings, fused):
+    model = build_model(ModelConfig(cell="lstm", units=8, num_layers=2), SPEC)
+    compile_model(model, TrainerConfig(**settings), SPEC, learning_rate=1e-3, clipnorm=None)
+    assert model.fused_lstm == (["lstm_0", "lstm_1"] if fused else [])
+    assert ("inner_loop" in vars(model.layers[0])) is fused
+
+
+def test_fused_lstm_default_leaves_wide_layers_on_keras_loop():
+    model = build_model(ModelConfig(cell="lstm", units=256), SPEC)  # the default model=lstm
+    compile_model(model, TrainerConfig(), SPEC, learning_rate=1e-3, clipnorm=None)
+    assert model.fused_lstm == []
+    forced = build_model(ModelConfig(cell="lstm", units=256), SPEC)
+    compile_model(forced, TrainerConfig(fused_lstm=True), SPEC, learning_rate=1e-3, clipnorm=None)
+    assert forced.fused_lstm == ["lstm_0"]

@@ -61,6 +61,7 @@ def test_every_epoch_is_logged_and_xla_is_on_by_default_on_cpu(store, tmp_path):
     assert metrics["val_loss"] == pytest.approx(last.value, rel=1e-6)
     assert run.data.tags["train.jit_compile"] == str(on_cpu()).lower()
     assert run.data.tags["train.batch_splits"] == str(default_batch_splits())
+    assert run.data.tags["train.fused_lstm"] == ("lstm_0" if on_cpu() else "none")  # 8 units
 
 
 @pytest.mark.parametrize(
