@@ -118,3 +118,28 @@ def test_a_saved_model_is_a_plain_keras_lstm(tmp_path):
     assert type(loaded.layers[0]) is keras.layers.LSTM
     assert "inner_loop" not in vars(loaded.layers[0])
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("use", ["cell_state", "both_states"])
+def test_gradients_through_the_returned_states(use):
+    """An encoder that passes on its states (return_state=True): the loss may reach the last
+    cell state, which the sequence-output tests above never differentiate."""
+    import keras
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(4).normal(size=(5, 9, 5)).astype(np.float32))
+    grads = []
+    for fuse in (False, True):
+        keras.utils.set_random_seed(5)
+        layer = keras.layers.LSTM(6, return_state=True)
+        layer(x)
+        if fuse:
+            model = keras.Sequential([keras.Input((9, 5)), layer])
+            assert use_fused_lstm(model) == [layer.name]
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            _, h, c = layer(x)
+            loss = tf.reduce_sum(c * c) + (tf.reduce_sum(h) if use == "both_states" else 0.0)
+        grads.append(tape.gradient(loss, [x, *layer.trainable_variables]))
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
