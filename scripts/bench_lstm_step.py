@@ -79,7 +79,7 @@ def gradients() -> None:
     train, _, spec = bench_throughput.workload_arrays("rows", BATCH)
     x, y = tf.constant(train[0][:BATCH]), tf.constant(train[1][:BATCH])
 
-    def gradients(fused: bool):
+    def compiled(fused: bool):
         """The gradient function, compiled without and with XLA, and XLA's on two halves."""
         model = bench_throughput.make_model("lstm", spec, seed=0)
         model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -100,14 +100,14 @@ def gradients() -> None:
 
         return tf.function(gradient), xla, halves
 
-    graph, xla, halves = gradients(fused=False)
+    graph, xla, halves = compiled(fused=False)
     plain = "no XLA, whole batch (plain model.fit's way)"
     rates = {
         plain: per_second(graph, (x, y), BATCH),
         "XLA, whole batch": per_second(xla, (x, y), BATCH),
         "XLA, two halves at once (trainer.batch_splits=2)": per_second(halves, (x, y), BATCH),
         "XLA, two halves, hand-written LSTM gradient (the stage's default)": per_second(
-            gradients(fused=True)[2], (x, y), BATCH
+            compiled(fused=True)[2], (x, y), BATCH
         ),
     }
     for name, rate in rates.items():
