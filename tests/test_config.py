@@ -46,7 +46,13 @@ def test_misspelt_key_fails_at_composition(override):
 
 
 @pytest.mark.parametrize(
-    "override", ["model.units=abc", "trainer.epochs=1.5", "model.bidirectional=maybe"]
+    "override",
+    [
+        "model.units=abc",
+        "trainer.epochs=1.5",
+        "model.bidirectional=maybe",
+        "trainer.fused_lstm=maybe",
+    ],
 )
 def test_wrong_type_fails_at_composition(override):
     with pytest.raises(ConfigCompositionException):
