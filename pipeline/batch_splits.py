@@ -50,9 +50,9 @@ def auto_splits(model) -> int:
     the forward pass), else the whole batch."""
     import tensorflow as tf
 
-    from pipeline.environment import recurrent_layers
+    from pipeline.environment import recurrent_layers, xla_on_cpu
 
-    if model.jit_compile is not True or tf.config.list_physical_devices("GPU"):
+    if not xla_on_cpu(model):
         return 1
     if tf.distribute.get_strategy().num_replicas_in_sync > 1 or draws_random_numbers(model):
         return 1

@@ -170,8 +170,9 @@ def git_tags(root: Path = PROJECT_ROOT) -> dict:
 
 
 # Keras' conditions for the fused cuDNN kernel (keras/src/backend/tensorflow/rnn.py: cudnn_ok,
-# plus the layers' own recurrent_dropout and use_cudnn checks).
-_CUDNN_NEEDS = {
+# plus the layers' own recurrent_dropout and use_cudnn checks). They describe the standard cell
+# cuDNN computes, which is also what the hand-written LSTM gradient computes (fused_lstm.py).
+CUDNN_NEEDS = {
     "activation": "tanh",
     "recurrent_activation": "sigmoid",
     "recurrent_dropout": 0.0,
@@ -184,7 +185,7 @@ def cudnn_status(kind: str, config: dict) -> str:
     """ "eligible", or "no: <reasons>" for one recurrent layer given its Keras config."""
     if kind not in ("LSTM", "GRU"):
         return f"no: {kind} has no cuDNN kernel"
-    needs = dict(_CUDNN_NEEDS, **({"reset_after": True} if kind == "GRU" else {}))
+    needs = dict(CUDNN_NEEDS, **({"reset_after": True} if kind == "GRU" else {}))
     reasons = [
         f"{key}={config.get(key)!r} (needs {want!r})"
         for key, want in needs.items()
@@ -193,6 +194,14 @@ def cudnn_status(kind: str, config: dict) -> str:
     if config.get("use_cudnn", "auto") is False:
         reasons.append("use_cudnn=False")
     return "eligible" if not reasons else "no: " + ", ".join(reasons)
+
+
+def xla_on_cpu(model) -> bool:
+    """Whether `model` trains under XLA on a CPU, where the training stage's CPU speed-ups
+    (batch splits, the hand-written LSTM gradient) measured faster."""
+    import tensorflow as tf
+
+    return model.jit_compile is True and not tf.config.list_physical_devices("GPU")
 
 
 def recurrent_layers(model) -> list:

@@ -102,14 +102,11 @@ def resolve_fused_lstm(trainer: TrainerConfig, model) -> list[str]:
     measured faster: `null` means layers of at most MAX_FUSED_UNITS units under XLA on a CPU
     (without XLA its loop runs 0.75-0.8x as fast as Keras'; on a GPU, cuDNN does the same job);
     `true` means every eligible layer. Returns the fused layers' names."""
-    import tensorflow as tf
-
+    from pipeline.environment import xla_on_cpu
     from pipeline.fused_lstm import MAX_FUSED_UNITS, use_fused_lstm
 
     if trainer.fused_lstm is None:
-        if model.jit_compile is not True or tf.config.list_physical_devices("GPU"):
-            return []
-        return use_fused_lstm(model, max_units=MAX_FUSED_UNITS)
+        return use_fused_lstm(model, max_units=MAX_FUSED_UNITS) if xla_on_cpu(model) else []
     return use_fused_lstm(model) if trainer.fused_lstm else []
 
 

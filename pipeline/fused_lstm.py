@@ -95,20 +95,17 @@ def lstm_sequence(x, h0, c0, kernel, recurrent_kernel, bias):
 
 
 def fusable(layer) -> bool:
-    """Whether the hand-written gradient computes exactly what `layer`'s own loop does."""
+    """Whether the hand-written gradient computes exactly what `layer`'s own loop does: the
+    standard cell (cuDNN's conditions, whatever `use_cudnn` says) in float32."""
     import keras
+
+    from pipeline.environment import CUDNN_NEEDS
 
     if not isinstance(layer, keras.layers.LSTM):
         return False
-    cell = layer.cell
-    return (
-        cell.activation is keras.activations.tanh
-        and cell.recurrent_activation is keras.activations.sigmoid
-        and cell.use_bias
-        and not cell.recurrent_dropout
-        and not layer.unroll
-        and cell.compute_dtype == "float32"
-    )
+    config = layer.get_config()
+    standard = all(config.get(key, want) == want for key, want in CUDNN_NEEDS.items())
+    return standard and layer.cell.compute_dtype == "float32"
 
 
 def fused_inner_loop(self, sequences, initial_state, mask, training=False):
