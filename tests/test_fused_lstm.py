@@ -24,7 +24,7 @@ def lstm_model(layers: int = 1, sequences: bool = False, bidirectional: bool = F
 
 
 def outputs_and_gradients(model, x, y, jit: bool):
-    """Model output and the gradient of a loss that reaches every output step, and of x."""
+    """Model output, and the gradients (weights and x) of a loss over every output value."""
     import tensorflow as tf
 
     def run(x, y):
