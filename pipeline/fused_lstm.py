@@ -8,7 +8,8 @@ each too small to keep a core busy. This gradient keeps only the one the recurre
 (dz @ recurrent_kernel^T) in its loop, and computes the kernels' gradients after the loop as two
 large matmuls over all time steps at once, as cuDNN does on a GPU. On the rows LSTM (28 steps x 28
 features, 128 units, two concurrent halves) the gradient ran 1.10-1.17x as fast as Keras' own at
-batch 128 and 1.63x at batch 32 (README, Performance).
+batch 128 and 1.63x at batch 32 on one CPU, 1.06x at batch 128 on a faster AVX-512 one (README,
+Performance).
 
 Only the training stage uses it, by replacing `inner_loop` on the layer instances it compiles
 (`use_fused_lstm`), so a saved model is a plain Keras LSTM that loads without this package.
