@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from pipeline.errors import ConfigError, invalid_value
 
@@ -354,11 +354,19 @@ def validate(cfg: DictConfig) -> Config:
     """Turn a composed config into schema objects, raising ConfigError on any bad value."""
     try:
         conf = OmegaConf.to_object(cfg)
+    except MissingMandatoryValue as exc:
+        key = exc.full_key
+        raise ConfigError(
+            f"The config needs a value for `{key}` and has none. Set it on the command line "
+            f"(`{key}=...`) or in the YAML file."
+        ) from None
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None) or "config"
+        # OmegaConf's message goes on with full_key/object_type lines: keep its first line.
+        reason = str(getattr(exc, "msg", exc)).splitlines()[0]
         raise ConfigError(
-            f"The config is incomplete or invalid at `{key}`: {exc.msg if hasattr(exc, 'msg') else exc}. "
-            "Set it on the command line (for example `data.path=series.csv`) or in the YAML file."
+            f"The config is invalid at `{key}`: {reason}. Fix that value on the command line "
+            "or in the YAML file."
         ) from None
     if not isinstance(conf.data, DataConfig):
         raise ConfigError(

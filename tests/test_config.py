@@ -83,9 +83,16 @@ def test_out_of_range_names_the_key(override, key):
         validate(make_cfg(*override.split()))
 
 
-def test_missing_required_csv_path_is_named():
-    with pytest.raises(ConfigError, match="data.path"):
-        validate(make_cfg("data=csv"))
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [(["data=csv"], "data.path"), (["data=csv", "data.path=x.csv"], "data.target")],
+)
+def test_missing_required_value_is_named_with_its_fix(overrides, key):
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg(*overrides))
+    message = str(err.value)
+    assert f"needs a value for `{key}`" in message and f"`{key}=...`" in message
+    assert "\n" not in message  # one paragraph: OmegaConf's full_key/object_type lines dropped
 
 
 def test_experiment_presets_override_groups():
