@@ -126,21 +126,25 @@ def software_tags() -> dict:
     }
 
 
-def _cpu_model() -> str:
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name, with "AVX-512" where it has those vector units: CPUs of one model
+    name can differ in them, and with them the speed of every matmul (README, Performance)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        info = cpuinfo.read_text()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
+    lines = info.splitlines()
+    name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
+    flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
+    name = name or platform.machine()
+    return f"{name}, AVX-512" if "avx512f" in flags else name
 
 
 def host_tags() -> dict:
     tags = {
         "host.name": socket.gethostname(),
         "host.platform": platform.platform(),
-        "host.cpu": _cpu_model(),
+        "host.cpu": cpu_model(),
         "host.cpu_count": os.cpu_count(),
     }
     try:

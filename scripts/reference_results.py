@@ -11,7 +11,6 @@ Runs are logged to the project's MLflow store under the experiment `reference-re
 from __future__ import annotations
 
 import argparse
-import platform
 import re
 import sys
 import time
@@ -39,8 +38,9 @@ MNIST1D_PUBLISHED = [
 def machine() -> str:
     import os
 
-    cpu = platform.processor() or platform.machine()
-    return f"{os.cpu_count()}-core {cpu} CPU"
+    from pipeline.environment import cpu_model
+
+    return f"{os.cpu_count()}-core CPU ({cpu_model()})"
 
 
 def run(*overrides: str) -> tuple[dict, float, object]:

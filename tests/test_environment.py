@@ -132,6 +132,16 @@ def test_run_tags_on_this_machine_are_strings_with_versions_and_git():
     assert len(tags["git.commit"]) == 40 and tags["git.dirty"] in ("true", "false")
 
 
+def test_cpu_model_names_avx512_where_the_flags_have_it(tmp_path):
+    info = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu sse2 avx2 {}\n"
+    plain, wide = tmp_path / "plain", tmp_path / "wide"
+    plain.write_text(info.format("fma"))
+    wide.write_text(info.format("avx512f avx512bw"))
+    assert environment.cpu_model(plain) == "Intel(R) Xeon(R) Processor"
+    assert environment.cpu_model(wide) == "Intel(R) Xeon(R) Processor, AVX-512"
+    assert environment.cpu_model(tmp_path / "absent")  # no /proc (macOS): platform's name
+
+
 def test_git_tags_follow_the_checkout(tmp_path):
     assert environment.git_tags(tmp_path) == {}  # not a checkout: no git tags, no error
 
