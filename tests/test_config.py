@@ -95,6 +95,14 @@ def test_missing_required_value_is_named_with_its_fix(overrides, key):
     assert "\n" not in message  # one paragraph: OmegaConf's full_key/object_type lines dropped
 
 
+def test_broken_interpolation_is_named_in_one_paragraph():
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg("model.units=${nope}"))
+    message = str(err.value)
+    assert "invalid at `model.units`" in message and "'nope' not found" in message
+    assert "\n" not in message
+
+
 def test_experiment_presets_override_groups():
     cfg = make_cfg("experiment=sine_simple_rnn")
     assert cfg.data.name == "sine" and cfg.model.cell == "simple_rnn"
