@@ -130,13 +130,12 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """The CPU's model name, with "AVX-512" where it has those vector units: CPUs of one model
     name can differ in them, and with them the speed of every matmul (README, Performance)."""
     try:
-        info = cpuinfo.read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    lines = info.splitlines()
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:  # no /proc (macOS, Windows)
+        lines = []
     name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
     flags = next((ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")), [])
-    name = name or platform.machine()
+    name = name or platform.processor() or platform.machine()
     return f"{name}, AVX-512" if "avx512f" in flags else name
 
 

@@ -6,7 +6,7 @@ whole fits, because this shared machine now and then runs one epoch at half spee
 core for a few seconds: seen as 4,038, 3,898, 3,622, 3,521 samples/s, then 2,006 within one fit),
 which one slow epoch in a two-epoch fit would otherwise decide.
 
-    python scripts/bench_throughput.py                 # everything, 15-25 min on 2 CPU cores
+    python scripts/bench_throughput.py                 # everything, 7-25 min on 2 CPU cores, by the CPU
     python scripts/bench_throughput.py --quick         # fewer samples/repeats, ~9 min
 
 Batch sizes: the rows at 32 (Keras' default batch size, and the one seed tutorial 000 passes to
