@@ -74,7 +74,7 @@ def gradients() -> None:
     import keras
     import tensorflow as tf
 
-    from pipeline.fused_lstm import use_fused_lstm
+    from pipeline.training.cpu.fused_lstm import use_fused_lstm
 
     train, _, spec = bench_throughput.workload_arrays("rows", BATCH)
     x, y = tf.constant(train[0][:BATCH]), tf.constant(train[1][:BATCH])

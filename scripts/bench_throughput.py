@@ -44,8 +44,29 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from pipeline.config import EVAL_BATCH_FACTOR  # noqa: E402
+from pipeline.config.schema import EVAL_BATCH_FACTOR  # noqa: E402
 from pipeline.data import DataSpec, to_tf_dataset  # noqa: E402
+
+
+def composed(*overrides: str):
+    """The validated config `python -m pipeline.train OVERRIDES` would run with: every value
+    from the YAML, as the pipeline's own runs get them."""
+    from hydra import compose, initialize_config_dir
+
+    from pipeline.config import CONF_DIR, register_configs, validate
+
+    register_configs()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return validate(compose("config", overrides=list(overrides)))
+
+
+def as_overrides(group: str, fields: dict) -> list[str]:
+    """{"jit_compile": False} -> ["trainer.jit_compile=false"]."""
+    text = {None: "null", True: "true", False: "false"}
+    return [
+        f"{group}.{k}={text[v] if v is None or isinstance(v, bool) else v}"
+        for k, v in fields.items()
+    ]
 
 
 def rows_of_digits(n: int, seed: int = 0):
@@ -70,21 +91,19 @@ def workload_arrays(name: str, n_rows: int):
         x, y = rows_of_digits(n_rows + n_rows // 10)
         cut = n_rows
         return (x[:cut], y[:cut]), (x[cut:], y[cut:]), DataSpec((28, 28), "classification", 10)
-    from pipeline.config import Mnist1dDataConfig
     from pipeline.data import mnist1d
 
-    data = mnist1d.load(Mnist1dDataConfig(), seed=0)
+    data = mnist1d.load(composed("data=mnist1d").data, seed=0)
     return data.arrays["train"], data.arrays["val"], data.spec
 
 
 def make_model(cell: str, spec: DataSpec, seed: int):
     import keras
 
-    from pipeline.config import ModelConfig
     from pipeline.models import build_model
 
     keras.utils.set_random_seed(seed)
-    return build_model(ModelConfig(cell=cell, units=128), spec)
+    return build_model(composed(f"model={cell}", "model.units=128").model, spec)
 
 
 def epoch_timer():
@@ -124,8 +143,10 @@ def configured_batch(workload: str) -> int:
     from omegaconf import OmegaConf
 
     if workload == "rows":
-        return OmegaConf.load(ROOT / "conf/experiment/mnist_rows_lstm.yaml").data.batch_size
-    return OmegaConf.load(ROOT / "conf/data/mnist1d.yaml").batch_size
+        return OmegaConf.load(
+            ROOT / "pipeline/conf/experiment/mnist_rows_lstm.yaml"
+        ).data.batch_size
+    return OmegaConf.load(ROOT / "pipeline/conf/data/mnist1d.yaml").batch_size
 
 
 def fit_plain(cell, spec, train, val, batch, epochs, seed, shuffle=True):
@@ -153,13 +174,11 @@ def fit_plain(cell, spec, train, val, batch, epochs, seed, shuffle=True):
 def fit_pipeline(cell, spec, train, val, batch, epochs, seed, shuffle=True, **trainer):
     """(b) The pipeline's training stage with its default trainer config (or `trainer` overrides);
     `shuffle=False` only for the same-order check."""
-    from pipeline.config import TrainerConfig
-    from pipeline.fitting import compile_model
+    from pipeline.training.compile import compile_model
 
     model = make_model(cell, spec, seed)
-    compile_model(
-        model, TrainerConfig(**trainer), spec, learning_rate=1e-3, clipnorm=None
-    )  # (a) uses Adam's default
+    settings = composed(*as_overrides("trainer", trainer)).trainer
+    compile_model(model, settings, spec, learning_rate=1e-3, clipnorm=None)  # (a): Adam's default
     train_ds = to_tf_dataset(*train, batch, shuffle=shuffle, seed=seed, cache=True)
     # Validation in the data stage's default eval batches (data.eval_batch_size: null).
     val_ds = to_tf_dataset(*val, EVAL_BATCH_FACTOR * batch, shuffle=False, seed=seed, cache=True)
@@ -256,11 +275,15 @@ def flops_fraction(batch: int, n_rows: int, repeats: int) -> None:
 
 BARE = textwrap.dedent("""
     import keras
-    from pipeline.config import Mnist1dDataConfig, ModelConfig
-    from pipeline.data import mnist1d
+    from hydra import compose, initialize_config_dir
+    from pipeline.config import CONF_DIR, register_configs, validate
+    from pipeline.data import make_datasets
     from pipeline.models import build_model
-    data = mnist1d.load(Mnist1dDataConfig(), seed=42)
-    model = build_model(ModelConfig(cell="lstm", units={units}), data.spec)
+    register_configs()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        conf = validate(compose("config"))
+    data = make_datasets(conf.data, seed=42)
+    model = build_model(conf.model, data.spec)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
     model.fit(data.train.take(3), validation_data=data.val.take(2), epochs=1, verbose=2)
@@ -275,7 +298,6 @@ def timed(cmd: list[str], env: dict) -> float:
 
 
 def startup(repeats: int) -> None:
-    from omegaconf import OmegaConf
 
     with tempfile.TemporaryDirectory() as tmp:
         env = {
@@ -284,9 +306,8 @@ def startup(repeats: int) -> None:
             "PYTHONPATH": str(ROOT),
         }
         cli = [sys.executable, "-m", "pipeline.train", "trainer=smoke", f"hydra.run.dir={tmp}/out"]
-        # The same model as the CLI's default: conf/model/lstm.yaml's width.
-        units = OmegaConf.load(ROOT / "conf" / "model" / "lstm.yaml").units
-        bare = [sys.executable, "-c", BARE.format(units=units)]
+        # The same data and model as the CLI's default (the default config's).
+        bare = [sys.executable, "-c", BARE]
         timed(cli, env)  # creates the store's tables once, as any second run finds them
         pairs = [(timed(cli, env), timed(bare, env)) for _ in range(repeats)]
     p, b = statistics.median(p for p, _ in pairs), statistics.median(b for _, b in pairs)
@@ -301,10 +322,7 @@ def startup(repeats: int) -> None:
 
 
 def peak_memory(epochs: int) -> None:
-    """Peak RSS of a default run: the training process's from the kernel (wait4), its tracking
-    process's sampled every 0.2 s with psutil (it holds MLflow, steady after its imports)."""
-    import psutil
-
+    """Peak RSS of a default run, from the kernel (wait4): MLflow included, in the same process."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {
             **os.environ,
@@ -321,22 +339,14 @@ def peak_memory(epochs: int) -> None:
         proc = subprocess.Popen(
             cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        training, tracking = psutil.Process(proc.pid), 0
-        while proc.poll() is None:
-            try:
-                for child in training.children():
-                    tracking = max(tracking, child.memory_info().rss)
-            except psutil.Error:  # it ended between listing and reading
-                pass
-            time.sleep(0.2)
-        # poll() reaped it: its own peak is in RUSAGE_CHILDREN, with the earlier, smaller runs.
+        proc.wait()
+        # Its peak is in RUSAGE_CHILDREN, with the earlier, smaller runs.
         largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         if proc.returncode:
             raise SystemExit(f"the default run failed (exit code {proc.returncode})")
     print(
         f"\n[memory] default training run (model=lstm, data=mnist1d, {epochs} epochs): "
-        f"peak RSS {largest / 2**20:,.0f} MiB (training process) + "
-        f"{tracking / 2**20:,.0f} MiB (its tracking process)"
+        f"peak RSS {largest / 2**20:,.0f} MiB"
     )
 
 

@@ -9,9 +9,8 @@ no MLflow at all, in one process, alternating which goes first, and prints media
 
 The whole-run ratio includes the noise of the fit itself (other processes, thread scheduling);
 the "outside fit" line subtracts each run's own fit time, leaving the fixed costs of tracking.
-`train()` called from Python keeps MLflow in its own process (as sweeps do): this measures that
-path. The command line's separate tracking process is measured by the start-up line of
-scripts/bench_throughput.py.
+MLflow runs in the training process (its public API, metrics through its asynchronous queue);
+the command line's start-up overhead is measured by scripts/bench_throughput.py.
 """
 
 from __future__ import annotations
@@ -33,9 +32,11 @@ def bare(cfg) -> dict[str, float]:
 
     from pipeline.config import validate
     from pipeline.data import make_datasets
-    from pipeline.fitting import compile_model, monitored_metric, optimizer_settings
     from pipeline.models import build_model
-    from pipeline.train import _limit, seed_everything
+    from pipeline.training.compile import compile_model, optimizer_settings
+    from pipeline.training.devices import seed_everything
+    from pipeline.training.objective import monitored
+    from pipeline.training.run import _limit
 
     started = time.perf_counter()
     conf = validate(cfg)
@@ -43,7 +44,7 @@ def bare(cfg) -> dict[str, float]:
     data = make_datasets(conf.data, conf.seed)
     model = build_model(conf.model, data.spec)
     compile_model(model, conf.trainer, data.spec, *optimizer_settings(conf))
-    monitor, mode = monitored_metric(conf.trainer, data.spec)
+    monitor, mode = monitored(conf.trainer.monitor, data.spec.task)
     callbacks = []
     if conf.trainer.early_stopping_patience is not None:
         callbacks.append(
@@ -86,31 +87,26 @@ def tracked(cfg, workdir: Path) -> dict[str, float]:
 
 def callback_cost(cfg, workdir: Path, epochs: int = 50) -> float:
     """Seconds per epoch the tracking callbacks take, timed directly (too small for the fit noise)."""
-    from pipeline import model_logging, tracking
     from pipeline.config import validate
     from pipeline.data import make_datasets
     from pipeline.models import build_model
+    from pipeline.tracking.runs import epoch_logger, open_run
+    from pipeline.training.callbacks import best_checkpoint
 
     conf = validate(cfg)
     model = build_model(conf.model, make_datasets(conf.data, conf.seed).spec)
     model.compile(optimizer="adam", loss="mse")
     uri = os.environ["MLFLOW_TRACKING_URI"]
-    with tracking.mlflow_run(uri, "bench-callbacks", "callbacks", {}, system_metrics=False) as run:
-        logger = tracking.epoch_logger(run)
-        callbacks = [
-            logger,
-            model_logging.best_checkpoint(workdir / "best.keras", "val_loss", "min"),
-        ]
+    with open_run(uri, "bench-callbacks", "callbacks", {}, system_metrics=False):
+        callbacks = [epoch_logger(), best_checkpoint(workdir / "best.keras", "val_loss", "min")]
         for callback in callbacks:
             callback.set_model(model)
-        logger.on_train_begin()
         started = time.perf_counter()
         for epoch in range(epochs):
             logs = {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.0 - epoch / epochs}
             for callback in callbacks:  # improving every epoch: the checkpoint's worst case
                 callback.on_epoch_end(epoch, {**logs, "val_accuracy": 0.5})
-        elapsed = time.perf_counter() - started  # the training thread's cost; writes go on
-        logger.close()
+        elapsed = time.perf_counter() - started  # the training thread's cost; MLflow's queue writes
     return elapsed / epochs
 
 
@@ -122,8 +118,7 @@ def main() -> None:
 
     from hydra import compose, initialize_config_dir
 
-    from pipeline.cli import CONF_DIR
-    from pipeline.config import register_configs
+    from pipeline.config import CONF_DIR, register_configs
 
     register_configs()
     workdir = Path(tempfile.mkdtemp(prefix="bench-tracking-"))

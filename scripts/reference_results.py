@@ -38,7 +38,7 @@ MNIST1D_PUBLISHED = [
 def machine() -> str:
     import os
 
-    from pipeline.environment import cpu_model
+    from pipeline.tracking.environment import cpu_model
 
     return f"{os.cpu_count()}-core CPU ({cpu_model()})"
 

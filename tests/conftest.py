@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from pipeline.cli import CONF_DIR
-from pipeline.config import register_configs
+from pipeline.config import CONF_DIR, register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 register_configs()
@@ -52,6 +51,33 @@ def make_cfg(*overrides: str):
     """Compose conf/config.yaml with overrides, as the command line would."""
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=list(overrides))
+
+
+def as_overrides(group: str, fields: dict) -> list[str]:
+    """{"units": 8, "bidirectional": True} -> ["model.units=8", "model.bidirectional=true"]."""
+
+    def text(value) -> str:
+        if value is None or isinstance(value, bool):
+            return {None: "null", True: "true", False: "false"}[value]
+        return str(value)
+
+    return [f"{group}.{key}={text(value)}" for key, value in fields.items()]
+
+
+def model_cfg(**fields):
+    """The `model` section of a composed, validated config: the YAML's values for `cell`
+    (model=<cell>) with `fields` overridden; never the schema's (it has none)."""
+    from pipeline.config import validate
+
+    cell = fields.get("cell", "lstm")
+    return validate(make_cfg(f"model={cell}", *as_overrides("model", fields))).model
+
+
+def trainer_cfg(**fields):
+    """The `trainer` section of a composed, validated config (trainer=default), `fields` overridden."""
+    from pipeline.config import validate
+
+    return validate(make_cfg(*as_overrides("trainer", fields))).trainer
 
 
 def run_cli(

@@ -7,8 +7,7 @@ from conftest import make_cfg
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from pipeline.cli import CONF_DIR
-from pipeline.config import ConfigError, validate
+from pipeline.config import CONF_DIR, ConfigError, validate
 
 GROUP_OPTIONS = [
     (group.name, path.stem)
@@ -19,11 +18,27 @@ GROUP_OPTIONS = [
 EXTRA = {("data", "csv"): ["data.path=x.csv", "data.target=value"]}
 
 
+def leaves(tree, prefix=""):
+    """(dotted key, value) of every leaf of a YAML file's mapping."""
+    if not isinstance(tree, dict):
+        yield prefix, tree
+        return
+    for key, value in tree.items():
+        yield from leaves(value, f"{prefix}.{key}" if prefix else key)
+
+
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
-def test_every_option_composes_and_validates(group, option):
+def test_every_option_composes_validates_and_sets_its_values(group, option):
     cfg = make_cfg(f"{group}={option}", *EXTRA.get((group, option), []))
-    conf = validate(cfg)
-    assert conf.model.units > 0 and conf.trainer.epochs >= 1
+    validate(cfg)
+    written = OmegaConf.to_container(OmegaConf.load(CONF_DIR / group / f"{option}.yaml"))
+    written.pop("defaults", None)
+    written.pop("hydra", None)  # the sweeper's settings: checked in test_sweeps
+    packaged = "# @package _global_" in (CONF_DIR / group / f"{option}.yaml").read_text()
+    prefix = "" if packaged else group
+    for key, value in leaves(written, prefix):
+        if value != "???":
+            assert OmegaConf.select(cfg, key) == value, key
 
 
 def test_default_composition():
@@ -108,3 +123,41 @@ def test_experiment_presets_override_groups():
     assert cfg.data.name == "sine" and cfg.model.cell == "simple_rnn"
     assert cfg.model.units == 100 and cfg.model.activation == "relu"
     assert OmegaConf.select(cfg, "data.length") == 300
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "hint"),
+    [
+        ("+modle=lstm", "modle", "Did you mean `model`?"),
+        ("+model.unitz=4", "model.unitz", "Did you mean `units`?"),
+        ("+data.batchsize=3", "data.batchsize", "Did you mean `batch_size`?"),
+        ("++trainer.epoch=2", "trainer.epoch", "Did you mean `epochs`?"),
+    ],
+)
+def test_keys_added_with_plus_are_refused_by_name(override, key, hint):
+    """Hydra's `+` adds a key past the schema's checks (OmegaConf would keep a top-level one
+    and silently drop a nested one): validate() names it instead."""
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg(override))
+    message = str(err.value)
+    assert message.startswith(f"Unknown config key `{key}`.") and hint in message
+
+
+def test_every_schema_field_gets_its_value_from_the_yaml():
+    """Defaults are written once, in the YAML: the schema declares no value of its own."""
+    from dataclasses import MISSING as NO_DEFAULT
+    from dataclasses import fields
+
+    from omegaconf import MISSING
+
+    from pipeline.config import schema
+
+    classes = [schema.Config, schema.ModelConfig, schema.TrainerConfig, schema.TrackingConfig]
+    classes += [schema.SweepConfig, *schema.DATA_SCHEMAS.values()]
+    with_values = [
+        f"{cls.__name__}.{f.name}"
+        for cls in classes
+        for f in fields(cls)
+        if f.default not in (MISSING, NO_DEFAULT) or f.default_factory is not NO_DEFAULT
+    ]
+    assert with_values == []

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from conftest import make_cfg
 
-from pipeline.config import validate
+from pipeline.config import DataError, validate
 from pipeline.data import make_datasets
-from pipeline.errors import DataError
 
 
 def data_conf(*overrides):

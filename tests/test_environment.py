@@ -6,12 +6,13 @@ import subprocess
 import warnings
 
 import pytest
-from conftest import on_cpu
+from conftest import make_cfg
 
-from pipeline import environment
-from pipeline.config import ModelConfig
+from pipeline.config import validate
 from pipeline.data import DataSpec
-from pipeline.models import build_model
+from pipeline.models import build_model, cudnn_status
+from pipeline.tracking import environment
+from pipeline.training.devices import setup_tags
 
 
 def two_h100s():
@@ -52,18 +53,34 @@ def test_gpu_that_tensorflow_cannot_use_is_tagged_and_warned():
     assert tags["gpu.count"] == 2 and tags["gpu.tensorflow_count"] == 0
 
 
-def test_this_machine_without_gpu_reports_zero_quietly(capfd):
-    # The real sources (NVML, then TensorFlow): no driver here, so no GPU and no error.
+def gpus_on_this_machine() -> int:
+    """The GPUs here, from a source the tags do not use: nvidia-smi, else TensorFlow."""
+    import shutil
+
+    import tensorflow as tf
+
+    if shutil.which("nvidia-smi"):
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout
+        return sum(line.startswith("GPU ") for line in listing.splitlines())
+    return len(tf.config.list_physical_devices("GPU"))
+
+
+def test_this_machines_gpus_are_counted_quietly(capfd):
+    # The real sources (NVML, then TensorFlow): as many GPUs as the machine has, and no error.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tags = environment.gpu_tags()
-    assert tags == {"gpu.count": 0}
+    assert tags["gpu.count"] == gpus_on_this_machine()
     assert "Traceback" not in capfd.readouterr().err
 
 
 def model(**overrides):
     spec = DataSpec(input_shape=(8, 1), task="classification", output_size=3)
-    return build_model(ModelConfig(units=4, **overrides), spec)
+    settings = [
+        f"model.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in overrides.items()
+    ]
+    cell = [f"model={overrides.get('cell', 'lstm')}"]
+    return build_model(validate(make_cfg(*cell, "model.units=4", *settings)).model, spec)
 
 
 @pytest.mark.parametrize(
@@ -79,11 +96,14 @@ def model(**overrides):
             {"cell": "gru", "activation": "relu"},
             {"cudnn.gru_0": "no: activation='relu' (needs 'tanh')"},
         ),
-        ({"cell": "simple_rnn"}, {"cudnn.simple_rnn_0": "no: SimpleRNN has no cuDNN kernel"}),
+        (
+            {"cell": "simple_rnn", "num_layers": 1},
+            {"cudnn.simple_rnn_0": "no: SimpleRNN has no cuDNN kernel"},
+        ),
     ],
 )
 def test_cudnn_eligibility_per_recurrent_layer(overrides, expected):
-    tags = environment.setup_tags(model(**overrides))
+    tags = setup_tags(model(**overrides))
     assert {k: v for k, v in tags.items() if k.startswith("cudnn.")} == expected
     assert tags["train.mixed_precision"] == "float32"
     assert tags["train.distribution_strategy"]
@@ -92,7 +112,7 @@ def test_cudnn_eligibility_per_recurrent_layer(overrides, expected):
 def test_bidirectional_layers_are_looked_into():
     compiled = model(cell="gru", bidirectional=True)
     compiled.compile(jit_compile=False)
-    tags = environment.setup_tags(compiled)
+    tags = setup_tags(compiled)
     assert sorted(k for k in tags if k.startswith("cudnn.")) == [
         "cudnn.backward_gru_0",
         "cudnn.forward_gru_0",
@@ -101,8 +121,8 @@ def test_bidirectional_layers_are_looked_into():
 
 
 def test_gru_reset_after_false_is_off_cudnn():
-    assert "reset_after=False" in environment.cudnn_status("GRU", {"reset_after": False})
-    assert environment.cudnn_status("LSTM", {"use_cudnn": False}) == "no: use_cudnn=False"
+    assert "reset_after=False" in cudnn_status("GRU", {"reset_after": False})
+    assert cudnn_status("LSTM", {"use_cudnn": False}) == "no: use_cudnn=False"
 
 
 def test_off_cudnn_layer_warns_only_on_gpu():
@@ -119,11 +139,9 @@ def test_off_cudnn_layer_warns_only_on_gpu():
 
 
 def test_run_tags_on_this_machine_are_strings_with_versions_and_git():
-    tags = environment.run_tags(model())
-    if on_cpu():
-        assert tags["gpu.count"] == "0"
-    else:  # a GPU machine: whichever source counted them, there is at least one
-        assert int(tags["gpu.count"]) >= 1
+    tags = environment.run_tags(extra=setup_tags(model()))
+    assert tags["gpu.count"] == str(gpus_on_this_machine())
+    assert tags["cudnn.lstm_0"] == "eligible"
     assert all(isinstance(v, str) for v in tags.values())
     for key in ("version.tensorflow", "version.keras", "version.mlflow", "version.python"):
         assert tags[key][0].isdigit()

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, make_cfg, run_cli, runs_in, sigterm_after
 
-from pipeline.resilience import DivergedError
 from pipeline.train import train
+from pipeline.training.callbacks import DivergedError
 
 SHORT = [
     "model.units=8",
@@ -59,16 +59,24 @@ def test_sigterm_then_resume_continues_the_same_run(store, tmp_path):
     assert other.data.metrics["epochs_trained"] == run.data.metrics["epochs_trained"]
 
 
-def test_killed_training_leaves_its_run_failed_not_running(store, tmp_path):
+def test_a_run_killed_with_sigkill_is_marked_failed_by_the_next_run(store, tmp_path):
     import signal
-
-    from pipeline.sidecar import GONE
 
     killed = sigterm_after([*SHORT, "trainer.epochs=50"], tmp_path, "Epoch 3/50", signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL
-    [run] = runs_in(store)  # closed by the tracking process, which saw its pipe close
-    assert run.info.status == "FAILED"
-    assert run.data.tags["status_reason"] == GONE
+    [run] = runs_in(store)
+    assert run.info.status == "RUNNING"  # nothing could close it: the process just vanished
+    pid = run.data.tags["process.pid"]
+
+    train(make_cfg("trainer=smoke", "model.units=8", "tracking.log_model=false"), tmp_path / "b")
+    runs = {r.info.run_id: r for r in runs_in(store)}
+    dead = runs[run.info.run_id]
+    assert dead.info.status == "FAILED"
+    assert f"pid {pid}" in dead.data.tags["status_reason"]
+    assert "ended without closing the run" in dead.data.tags["status_reason"]
+    assert [r.info.status for r in runs.values() if r.info.run_id != run.info.run_id] == [
+        "FINISHED"
+    ]
 
 
 def test_nan_loss_fails_the_run_with_a_reason(store, tmp_path):
@@ -93,19 +101,25 @@ def test_nan_loss_fails_the_run_with_a_reason(store, tmp_path):
 def test_eight_concurrent_runs_all_recorded(tmp_path):
     db = tmp_path / "store" / "mlflow.db"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "pipeline.train", *SHORT, "trainer.epochs=1", f"seed={i}"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(8)
-    ]
-    errors = [p.communicate(timeout=900)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0] * 8, "\n".join(e[-1500:] for e in errors)
+    logs = [tmp_path / f"run-{i}.log" for i in range(8)]
+    procs = []
+    for i, log in enumerate(logs):  # stderr to files: a full pipe would stall a run
+        with open(log, "w") as handle:
+            command = [
+                sys.executable,
+                "-m",
+                "pipeline.train",
+                *SHORT,
+                "trainer.epochs=1",
+                f"seed={i}",
+            ]
+            procs.append(
+                subprocess.Popen(
+                    command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=handle
+                )
+            )
+    codes = [p.wait(timeout=900) for p in procs]
+    assert codes == [0] * 8, "\n".join(log.read_text()[-1500:] for log in logs)
     runs = runs_in(f"sqlite:///{db}")
     assert len(runs) == 8 and {r.info.status for r in runs} == {"FINISHED"}
     assert all("test_accuracy" in r.data.metrics for r in runs)
@@ -134,6 +148,7 @@ FILES = {
     "nan.csv": HEADER + "0,1\n1,\n2,3\n",
     "short.csv": HEADER + ROWS,
     "plain-file.csv": "",
+    "inf.csv": HEADER + "".join(f"{i},{'inf' if i == 30 else i}\n" for i in range(60)),
 }
 
 
@@ -142,6 +157,10 @@ def bad_inputs(tmp: Path):
     csv = ["data=csv", "data.target=value"]
     return [
         (["modle=lstm"], "Unknown config key `modle`. Did you mean `model`?"),
+        (["+modle=lstm"], "Unknown config key `modle`. Did you mean `model`?"),
+        (["+model.unitz=8"], "Unknown config key `model.unitz`. Did you mean `units`?"),
+        (["+data.batchsize=8"], "Unknown config key `data.batchsize`"),
+        (["++trainer.epoch=3"], "Unknown config key `trainer.epoch`"),
         (["model.unitz=8"], "Unknown config key `model.unitz`"),
         (["data.batchsize=8"], "Unknown config key `data.batchsize`"),
         (["trainer.epoch=3"], "Unknown config key `trainer.epoch`"),
@@ -162,6 +181,7 @@ def bad_inputs(tmp: Path):
         ([*csv, f"data.path={tmp / 'empty.csv'}"], "is empty"),
         ([*csv, f"data.path={tmp / 'text.csv'}"], "non-numeric"),
         ([*csv, f"data.path={tmp / 'nan.csv'}"], "missing value"),
+        ([*csv, f"data.path={tmp / 'inf.csv'}"], "infinite value"),
         ([*csv, f"data.path={tmp / 'short.csv'}"], "too few"),
         (["data=csv", "data.target=price", f"data.path={tmp / 'short.csv'}"], "not found"),
         (["data=mnist", f"data.data_dir={tmp}", "data.download=false"], "`data=mnist1d`"),

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import default_batch_splits, make_cfg, on_cpu
+from conftest import default_batch_splits, make_cfg, model_cfg, on_cpu, trainer_cfg
 
-from pipeline.config import EVAL_BATCH_FACTOR, ModelConfig, TrainerConfig, validate
+from pipeline.config import validate
+from pipeline.config.schema import EVAL_BATCH_FACTOR
 from pipeline.data import DataSpec, to_tf_dataset
-from pipeline.fitting import compile_model
 from pipeline.models import build_model
-from pipeline.train import seed_everything
+from pipeline.training.compile import compile_model
+from pipeline.training.devices import seed_everything
 
 SPEC = DataSpec(input_shape=(12, 3), task="classification", output_size=4)
 
@@ -27,7 +28,7 @@ def fresh_model(cell: str):
     import keras
 
     keras.utils.set_random_seed(7)
-    return build_model(ModelConfig(cell=cell, units=8), SPEC)
+    return build_model(model_cfg(cell=cell, units=8), SPEC)
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])  # the LSTM on the hand-written gradient
@@ -45,7 +46,7 @@ def test_pipeline_defaults_learn_what_plain_keras_learns(cell):
     a = plain.fit(x, y, batch_size=32, validation_data=val, epochs=3, shuffle=False, verbose=0)
 
     stage = fresh_model(cell)
-    trainer = TrainerConfig()  # the defaults: XLA on CPU, 32 steps per execution
+    trainer = trainer_cfg()  # the defaults: XLA on CPU, 32 steps per execution
     compile_model(stage, trainer, SPEC, learning_rate=1e-3, clipnorm=None)
     assert stage.steps_per_execution == 32
     assert stage.jit_compile is on_cpu()  # XLA, except for cuDNN layers on a GPU
@@ -84,7 +85,7 @@ def probed_model(parts: int):
     model = keras.Sequential(
         [keras.Input(SPEC.input_shape), LargestBatch(), keras.layers.GRU(8), keras.layers.Dense(4)]
     )
-    compile_model(model, TrainerConfig(batch_splits=parts), SPEC, learning_rate=1e-3, clipnorm=None)
+    compile_model(model, trainer_cfg(batch_splits=parts), SPEC, learning_rate=1e-3, clipnorm=None)
     return model
 
 
@@ -108,15 +109,15 @@ def test_batch_splits_train_on_parts_and_learn_what_the_whole_batch_learns():
 
 def test_batch_splits_default_to_two_on_a_multicore_cpu_for_narrow_rnns_without_dropout():
     configs = {
-        "plain": ModelConfig(cell="gru", units=8),
-        "dropout": ModelConfig(cell="gru", units=8, dropout=0.2),
-        "wide": ModelConfig(cell="lstm", units=256),
-        "simple_rnn": ModelConfig(cell="simple_rnn", units=8),
+        "plain": model_cfg(cell="gru", units=8),
+        "dropout": model_cfg(cell="gru", units=8, dropout=0.2),
+        "wide": model_cfg(cell="lstm", units=256),
+        "simple_rnn": model_cfg(cell="simple_rnn", units=8),
     }
     splits = {}
     for name, cfg in configs.items():
         model = build_model(cfg, SPEC)
-        compile_model(model, TrainerConfig(), SPEC, learning_rate=1e-3, clipnorm=None)
+        compile_model(model, trainer_cfg(), SPEC, learning_rate=1e-3, clipnorm=None)
         splits[name] = model.batch_splits
     # Concurrent parts would share one dropout seed state; 256-unit layers measured slower split.
     assert splits == {
@@ -137,16 +138,16 @@ def test_batch_splits_default_to_two_on_a_multicore_cpu_for_narrow_rnns_without_
     ],
 )
 def test_fused_lstm_where_it_measured_faster_or_where_asked(settings, fused):
-    model = build_model(ModelConfig(cell="lstm", units=8, num_layers=2), SPEC)
-    compile_model(model, TrainerConfig(**settings), SPEC, learning_rate=1e-3, clipnorm=None)
+    model = build_model(model_cfg(cell="lstm", units=8, num_layers=2), SPEC)
+    compile_model(model, trainer_cfg(**settings), SPEC, learning_rate=1e-3, clipnorm=None)
     assert model.fused_lstm == (["lstm_0", "lstm_1"] if fused else [])
     assert ("inner_loop" in vars(model.layers[0])) is fused
 
 
 def test_fused_lstm_default_leaves_wide_layers_on_keras_loop():
-    model = build_model(ModelConfig(cell="lstm", units=256), SPEC)  # the default model=lstm
-    compile_model(model, TrainerConfig(), SPEC, learning_rate=1e-3, clipnorm=None)
+    model = build_model(model_cfg(cell="lstm", units=256), SPEC)  # the default model=lstm
+    compile_model(model, trainer_cfg(), SPEC, learning_rate=1e-3, clipnorm=None)
     assert model.fused_lstm == []
-    forced = build_model(ModelConfig(cell="lstm", units=256), SPEC)
-    compile_model(forced, TrainerConfig(fused_lstm=True), SPEC, learning_rate=1e-3, clipnorm=None)
+    forced = build_model(model_cfg(cell="lstm", units=256), SPEC)
+    compile_model(forced, trainer_cfg(fused_lstm=True), SPEC, learning_rate=1e-3, clipnorm=None)
     assert forced.fused_lstm == ["lstm_0"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.fused_lstm import use_fused_lstm
+from pipeline.training.cpu.fused_lstm import use_fused_lstm
 
 
 def lstm_model(layers: int = 1, sequences: bool = False, bidirectional: bool = False, **kwargs):

@@ -7,9 +7,10 @@ import json
 import numpy as np
 from conftest import make_cfg
 
-from pipeline import lineage, tracking
 from pipeline.config import validate
 from pipeline.data import make_datasets
+from pipeline.tracking import lineage
+from pipeline.tracking.runs import open_run
 
 
 def csv_data(path, values):
@@ -32,14 +33,17 @@ def test_digest_is_stable_and_sees_every_value():
 
 def test_same_csv_same_digest_changed_csv_different(tmp_path):
     values = np.sin(np.arange(200) / 5).round(4)
-    first = lineage.describe_splits(csv_data(tmp_path / "a.csv", values), "csv")
-    again = lineage.describe_splits(csv_data(tmp_path / "a.csv", values), "csv")
+
+    def digests(data):
+        return [lineage.content_digest(*data.arrays[split]) for split in ("train", "val", "test")]
+
+    data = csv_data(tmp_path / "a.csv", values)
+    first, again = digests(data), digests(csv_data(tmp_path / "a.csv", values))
     values[-1] += 1  # a single changed reading at the end: only the test split changes
-    changed = lineage.describe_splits(csv_data(tmp_path / "a.csv", values), "csv")
-    assert [d["digest"] for d in first] == [d["digest"] for d in again]
-    assert [d["digest"] for d in changed][:2] == [d["digest"] for d in first][:2]
-    assert changed[2]["digest"] != first[2]["digest"]
-    source = first[0]["source"]
+    changed = digests(csv_data(tmp_path / "a.csv", values))
+    assert first == again
+    assert changed[:2] == first[:2] and changed[2] != first[2]
+    source = lineage.source_tags(data.source)
     assert source["loader"] == "csv" and len(source["file_sha256"]) == 64
     assert json.loads(source["args"])["path"] == str((tmp_path / "a.csv").resolve())
 
@@ -49,8 +53,8 @@ def test_splits_logged_as_run_inputs(store):
 
     conf = validate(make_cfg("data=sine"))
     data = make_datasets(conf.data, conf.seed)
-    with tracking.mlflow_run(store, "lineage", "r", {}, system_metrics=False) as run:
-        run.log_datasets(lineage.describe_splits(data, "sine"))
+    with open_run(store, "lineage", "r", {}, system_metrics=False) as run:
+        lineage.log_datasets(data, "sine")
     inputs = mlflow.MlflowClient(store).get_run(run.info.run_id).inputs.dataset_inputs
     by_split = {{t.key: t.value for t in i.tags}["mlflow.data.context"]: i for i in inputs}
     assert set(by_split) == {"train", "val", "test"}
@@ -61,18 +65,3 @@ def test_splits_logged_as_run_inputs(store):
     profile = json.loads(train.dataset.profile)
     assert profile["features_shape"] == list(data.arrays["train"][0].shape)
     assert "numpy.sin" in train.dataset.source
-
-
-def test_dataset_from_shapes_matches_mlflows_from_the_arrays():
-    """The tracker builds each split's MLflow dataset from shapes and dtypes, not the arrays:
-    its schema and profile must be what MLflow makes of the real arrays."""
-    import mlflow.data
-
-    conf = validate(make_cfg("data=sine"))
-    data = make_datasets(conf.data, conf.seed)
-    for split in lineage.describe_splits(data, "sine"):
-        x, y = data.arrays[split["context"]]
-        real = mlflow.data.from_numpy(x, targets=y, name=split["name"], digest=split["digest"])
-        ours = lineage.mlflow_dataset(split)
-        assert (ours.schema, ours.profile) == (real.schema, real.profile)
-        assert ours.profile["features_nbytes"] == x.nbytes > 0

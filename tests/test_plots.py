@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+from conftest import model_cfg
 
-from pipeline import plots
-from pipeline.config import ModelConfig
 from pipeline.data import DataSpec
 from pipeline.models import build_model
+from pipeline.tracking import pictures as plots
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -49,6 +49,6 @@ def test_predicted_vs_actual_in_original_units(tmp_path):
 
 def test_model_summary_names_layers_and_parameters():
     spec = DataSpec(input_shape=(8, 1), task="classification", output_size=3)
-    model = build_model(ModelConfig(cell="gru", units=4), spec)
+    model = build_model(model_cfg(cell="gru", units=4), spec)
     text = plots.model_summary(model)
     assert "gru_0" in text and "logits" in text and f"{model.count_params():,}" in text

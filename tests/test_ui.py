@@ -15,9 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import ROOT, make_cfg, runs_in
+from test_environment import gpus_on_this_machine
 
+from pipeline.cli.ui import server_command
 from pipeline.train import train
-from pipeline.ui import server_command
 
 RUN_NAME = "ui-smoke-run"
 
@@ -82,6 +83,40 @@ def served(tmp_path_factory):
             proc.wait()
 
 
+def port_is_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_server_and_frees_the_port(tmp_path):
+    """SIGTERM to `python -m pipeline.ui` alone (not its process group) stops the server too."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.MlflowClient(uri).search_experiments()
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.ui", "--port", str(port), "--uri", uri],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}", proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        deadline = time.monotonic() + 10
+        while port_is_open(port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not port_is_open(port), "the MLflow server still listens after the UI stopped"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_server_command_serves_artifacts_beside_the_store():
     command = server_command("sqlite:////data/mlruns/mlflow.db", port=5001)
     assert command[command.index("--host") + 1] == "127.0.0.1"
@@ -96,7 +131,7 @@ def test_rest_api_serves_run_params_metrics_tags_and_artifacts(served):
     params = {p["key"]: p["value"] for p in run["data"]["params"]}
     assert params["model.units"] == "8" and params["trainer.epochs"] == "1"
     tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
-    assert tags["gpu.count"] == "0" and "version.tensorflow" in tags
+    assert tags["gpu.count"] == str(gpus_on_this_machine()) and "version.tensorflow" in tags
     assert {"test_accuracy", "val_loss"} <= {m["key"] for m in run["data"]["metrics"]}
     history = json.loads(get(f"{api}/metrics/get-history?run_id={run_id}&metric_key=val_loss"))
     assert [m["step"] for m in history["metrics"]] == [0]

@@ -9,7 +9,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.errors import invalid_value
+from pipeline.config.errors import invalid_value
 
 # Importing the schema registers it, whichever of the two modules Hydra scans first.
 from . import config as _config  # noqa: F401

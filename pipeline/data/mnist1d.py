@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import Mnist1dDataConfig
-from pipeline.data import Datasets, DataSpec, build_datasets
-from pipeline.errors import DataError
-from pipeline.resilience import atomic_write
+from pipeline.config.errors import DataError
+from pipeline.config.schema import Mnist1dDataConfig
+from pipeline.data.datasets import Datasets, DataSpec, build_datasets
 
 
 def cache_root(cache_dir: str | None) -> Path:
@@ -54,7 +53,12 @@ def generate(cfg: Mnist1dDataConfig) -> tuple[dict[str, np.ndarray], dict, Path]
         np.random.set_state(state)
     arrays = {k: np.asarray(raw[k]) for k in ("x", "y", "x_test", "y_test")}
     try:
-        atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
+        # A temporary name renamed into place: a concurrent run or a kill mid-write never
+        # leaves a half-written cache for the next run to read.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}-{os.getpid()}.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
     except OSError as exc:
         raise DataError(
             f"Could not write the MNIST-1D cache file {path}: {exc.strerror}. "

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import CsvDataConfig, SeriesDataConfig, SineDataConfig
-from pipeline.data import Datasets, DataSpec, build_datasets
-from pipeline.errors import DataError
+from pipeline.config.errors import DataError
+from pipeline.config.schema import CsvDataConfig, SeriesDataConfig, SineDataConfig
+from pipeline.data.datasets import Datasets, DataSpec, build_datasets
 
 
 def split_bounds(n: int, val_fraction: float, test_fraction: float) -> dict[str, tuple[int, int]]:
@@ -145,6 +145,13 @@ def read_csv(cfg: CsvDataConfig) -> tuple[np.ndarray, list[str]]:
             raise DataError(
                 f"Column `{col}` of {path} has {int(numeric.isna().sum())} missing value(s) "
                 f"(first in data row {int(numeric.isna().idxmax()) + 1}). Fill or drop those rows first."
+            )
+        infinite = np.isinf(numeric.to_numpy(dtype=np.float64))
+        if infinite.any():
+            raise DataError(
+                f"Column `{col}` of {path} has {int(infinite.sum())} infinite value(s) (first in "
+                f"data row {int(infinite.argmax()) + 1}). Replace or drop those rows first: no "
+                "model can learn from them."
             )
         frame[col] = numeric
     return frame[columns].to_numpy(dtype=np.float64), columns

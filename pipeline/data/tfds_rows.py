@@ -6,9 +6,9 @@ import os
 
 import numpy as np
 
-from pipeline.config import TfdsDataConfig
-from pipeline.data import Datasets, DataSpec, build_datasets
-from pipeline.errors import DataError
+from pipeline.config.errors import DataError
+from pipeline.config.schema import TfdsDataConfig
+from pipeline.data.datasets import Datasets, DataSpec, build_datasets
 
 
 def _offline_error(cfg: TfdsDataConfig, data_dir: str, reason: str) -> DataError:

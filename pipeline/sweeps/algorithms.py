@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 from hydra.utils import instantiate
 
-from pipeline.errors import ConfigError
+from pipeline.config.errors import ConfigError
 from pipeline.sweeps.space import SearchSpace
 
 # Optional packages some samplers import only when they first sample; checked up front instead.

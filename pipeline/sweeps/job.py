@@ -11,9 +11,10 @@ import math
 
 import optuna
 
-from pipeline.config import Config, SweepConfig
-from pipeline.fitting import task_metric
-from pipeline.tracking import RunStopped
+from pipeline.config import Config
+from pipeline.config.schema import SweepConfig
+from pipeline.tracking.runs import RunStopped
+from pipeline.training import objective
 
 PRUNED_ATTR = "pruned_at_epoch"  # user attr the job sets before stopping, read by the sweeper
 RUN_ID_ATTR = "mlflow_run_id"  # user attr: the trial's MLflow run, so the sweeper can tag it
@@ -25,9 +26,7 @@ class TrialPruned(RunStopped, optuna.TrialPruned):
 
 
 def run_tags(sweep: SweepConfig) -> dict[str, str]:
-    """Tags nesting the trial's MLflow run under the sweep's parent run. Like everything here, for
-    a sweep's trial only (`sweep.trial_number` set): train.py imports this module, and so Optuna,
-    only then."""
+    """Tags nesting the trial's MLflow run under the sweep's parent run."""
     tags = {"trial_number": str(sweep.trial_number), "study_name": str(sweep.study_name)}
     tags["trial_state"] = "RUNNING"  # the sweeper sets the final state
     if sweep.parent_run_id:
@@ -57,9 +56,10 @@ def pruner_of(study: optuna.Study) -> optuna.pruners.BasePruner:
     return instantiate(config)
 
 
-def objective_metric(conf: Config, task: str) -> str:
-    """The metric the sweep optimizes: `optimized_metric`, else the task's validation metric."""
-    return conf.optimized_metric or task_metric(task)
+def objective_metric(conf: Config, task: str) -> tuple[str, str]:
+    """The metric the sweep optimizes and its direction ("max"/"min"): `optimized_metric`, else
+    the task's validation metric."""
+    return objective.monitored(conf.optimized_metric, task)
 
 
 def trial_callbacks(conf: Config, task: str, run_id: str) -> list:
@@ -68,7 +68,7 @@ def trial_callbacks(conf: Config, task: str, run_id: str) -> list:
 
     trial = load_trial(conf.sweep)
     trial.set_user_attr(RUN_ID_ATTR, run_id)
-    metric = objective_metric(conf, task)
+    metric, _ = objective_metric(conf, task)
 
     class OptunaPruning(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -84,3 +84,15 @@ def trial_callbacks(conf: Config, task: str, run_id: str) -> list:
                 )
 
     return [OptunaPruning()]
+
+
+class TrialLink:
+    """What a sweep adds to the run of one of its trials (`train(cfg, trial=...)`): tags nesting
+    the run under the sweep's parent run, and the callbacks reporting to its Optuna trial."""
+
+    def __init__(self, conf: Config):
+        self.conf = conf
+        self.tags = run_tags(conf.sweep)
+
+    def callbacks(self, run_id: str) -> list:
+        return trial_callbacks(self.conf, self.conf.data.task, run_id)

@@ -14,27 +14,22 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from pipeline import tracking
-from pipeline.store import store_lock
 from pipeline.sweeps.space import SearchSpace
+from pipeline.tracking.runs import process_tags
+from pipeline.tracking.store import ensure_experiment, open_client
 
 
 class ParentRun:
     """One MLflow run per sweep invocation; each trial's run nests under it."""
 
     def __init__(self, uri: str, experiment_name: str, study_name: str):
-        import mlflow
-
         self.uri, self.study_name = uri, study_name
-        if uri == tracking.default_tracking_uri():
-            tracking.STORE_DIR.mkdir(parents=True, exist_ok=True)
-        with store_lock(uri):  # the client builds a new store's tables right away
-            self.client = mlflow.MlflowClient(tracking_uri=uri)
-            self.experiment_id = tracking.ensure_experiment(self.client, experiment_name, uri)
+        self.client = open_client(uri)
+        self.experiment_id = ensure_experiment(self.client, experiment_name, uri)
         self.run_id = ""
 
     def start(self, params: dict) -> None:
-        tags = {"sweep": "parent", "study_name": self.study_name}
+        tags = {"sweep": "parent", "study_name": self.study_name, **process_tags()}
         run = self.client.create_run(
             self.experiment_id, run_name=f"sweep-{self.study_name}", tags=tags
         )

@@ -21,12 +21,12 @@ import optuna
 from omegaconf import DictConfig, open_dict
 from optuna.trial import TrialState
 
-from pipeline import tracking
-from pipeline.config import validate
-from pipeline.errors import PipelineError
+from pipeline.config import PipelineError, validate
 from pipeline.sweeps import job, storage
 from pipeline.sweeps.report import ParentRun
 from pipeline.sweeps.space import SearchSpace, format_value
+from pipeline.tracking.runs import mark_dead_runs
+from pipeline.tracking.store import resolve_tracking_uri
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
@@ -56,8 +56,8 @@ def objective(config: DictConfig) -> tuple[str, str]:
     with open_dict(task_cfg):
         task_cfg.pop("hydra", None)
     conf = validate(task_cfg)
-    metric = job.objective_metric(conf, conf.data.task)
-    return metric, "maximize" if "acc" in metric else "minimize"
+    metric, mode = job.objective_metric(conf, conf.data.task)
+    return metric, "maximize" if mode == "max" else "minimize"
 
 
 def default_study_name(config: DictConfig, space: SearchSpace, definition: dict) -> str:
@@ -85,7 +85,7 @@ class Sweep:
             "direction": self.direction,
             "metric": self.metric,
         }
-        self.uri = tracking.resolve_tracking_uri(config.tracking.uri)
+        self.uri = resolve_tracking_uri(config.tracking.uri)
         self.storage_url = settings.storage or storage.default_storage(self.uri)
         if storage.is_journal_file(self.storage_url):  # jobs may run from another directory
             self.storage_url = str(Path(self.storage_url).resolve())
@@ -105,6 +105,7 @@ class Sweep:
 
     def run(self, launch: Callable[[Sequence[Sequence[str]], int], list]) -> optuna.Study:
         """Run trials until the study holds n_trials; returns the study."""
+        mark_dead_runs(self.uri)  # runs (trials, parents) a killed process left RUNNING
         parent = ParentRun(self.uri, self.config.tracking.experiment_name, self.study_name)
         parent.start(self._parent_params())
         status = "FAILED"

@@ -27,7 +27,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from pipeline.errors import ConfigError
+from pipeline.config.errors import ConfigError
 
 
 def distribution_of(override: Override) -> BaseDistribution:

@@ -18,8 +18,7 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline import tracking
-from pipeline.store import sqlite_path
+from pipeline.tracking.store import default_store_dir, sqlite_path
 
 JOURNAL_NAME = "journal.log"
 HEARTBEAT_ATTR = "heartbeat"  # user attr: last time (epoch seconds) the worker said it is alive
@@ -28,7 +27,7 @@ HEARTBEAT_ATTR = "heartbeat"  # user attr: last time (epoch seconds) the worker 
 def default_storage(tracking_uri: str) -> str:
     """A journal file beside the MLflow store when that is a local SQLite file, else in mlruns/."""
     db = sqlite_path(tracking_uri)
-    store = db.parent if db is not None else tracking.STORE_DIR
+    store = db.parent if db is not None else default_store_dir()
     return str(store / "optuna" / JOURNAL_NAME)
 
 

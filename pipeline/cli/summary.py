@@ -1,0 +1,28 @@
+"""The summary printed at the end of a run: what was trained, on what, how well, and where the
+run is in MLflow."""
+
+from __future__ import annotations
+
+from pipeline.config import Config
+from pipeline.tracking.store import ui_command
+
+
+def run_summary(conf: Config, result) -> str:
+    """The summary of one finished run (`pipeline.training.run.TrainResult`)."""
+    metrics, sizes = result.metrics, result.sizes
+    tests = "  ".join(
+        f"{k.removeprefix('test_')}={v:.4f}" for k, v in metrics.items() if k.startswith("test_")
+    )
+    lines = [
+        "",
+        "== run summary ==",
+        f"model       {result.model_name}: {conf.model.cell} x{conf.model.num_layers}, "
+        f"{conf.model.units} units, {metrics['num_params']:,} parameters",
+        f"data        {conf.data.name}: {sizes['train']} train / {sizes['val']} val / {sizes['test']} test",
+        f"epochs      {metrics['epochs_trained']} (best epoch {metrics['best_epoch'] + 1})",
+        f"test        {tests}",
+        f"wall time   {metrics['wall_seconds']:.1f} s (fit {metrics['fit_seconds']:.1f} s)",
+        f"MLflow run  {result.run_id} (experiment {conf.tracking.experiment_name})",
+        f"browse      {ui_command(result.uri)}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The Hydra configs, shipped inside the package (Hydra finds them as pkg://pipeline.conf)."""

@@ -1,0 +1,62 @@
+"""Model stage: `build_model(cfg.model, spec)` -> an uncompiled keras.Model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipeline.config import ModelConfig
+
+if TYPE_CHECKING:  # the data stage's output; the model stage only reads its fields
+    from pipeline.data import DataSpec
+
+
+def cell_classes() -> dict:
+    """The recurrent layers users can pick with `model.cell`."""
+    from keras import layers
+
+    return {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
+
+
+def recurrent_layer(cfg: ModelConfig, return_sequences: bool, name: str):
+    """One recurrent layer; only LSTM/GRU take a recurrent (gate) activation."""
+    from keras import layers
+
+    kwargs = dict(
+        units=cfg.units,
+        activation=cfg.activation,
+        dropout=cfg.dropout,
+        recurrent_dropout=cfg.recurrent_dropout,
+        unroll=cfg.unroll,
+        return_sequences=return_sequences,
+    )
+    if cfg.cell != "simple_rnn":
+        kwargs["recurrent_activation"] = cfg.recurrent_activation
+    layer = cell_classes()[cfg.cell](**kwargs, name=name)
+    if cfg.bidirectional:
+        layer = layers.Bidirectional(layer, name=f"bi_{name}")
+    return layer
+
+
+def build_model(cfg: ModelConfig, spec: DataSpec):
+    """Stack `num_layers` recurrent layers, the dense head and the task's output layer.
+
+    Classification ends in logits (pair with from_logits=True losses); regression is linear.
+    The output layer is float32 so mixed precision keeps a numerically safe loss.
+    """
+    import keras
+    from keras import layers
+
+    sequence_out = cfg.return_sequences or spec.sequence_output
+    stack = [keras.Input(shape=spec.input_shape, name="sequence")]
+    for i in range(cfg.num_layers):
+        last = i == cfg.num_layers - 1
+        stack.append(
+            recurrent_layer(cfg, return_sequences=sequence_out or not last, name=f"{cfg.cell}_{i}")
+        )
+    for i, units in enumerate(cfg.head_units):
+        stack.append(layers.Dense(units, activation=cfg.head_activation, name=f"head_{i}"))
+        if cfg.head_dropout > 0:
+            stack.append(layers.Dropout(cfg.head_dropout, name=f"head_dropout_{i}"))
+    name = "logits" if spec.task == "classification" else "prediction"
+    stack.append(layers.Dense(spec.output_size, dtype="float32", name=name))
+    return keras.Sequential(stack, name=f"{cfg.cell}_x{cfg.num_layers}")

@@ -1,0 +1,213 @@
+"""A run's life in MLflow: opened with the tags that say which process holds it, closed with an
+honest status (FINISHED, FAILED with the error, KILLED when interrupted), and, when the process
+died without closing it (SIGKILL, out of memory, a machine that went down), marked FAILED by the
+next run, sweep or UI that opens the same store."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+from typing import Any
+
+from pipeline.tracking.store import (
+    ensure_experiment,
+    open_client,
+    quiet_mlflow_logs,
+    retry_locked,
+    store_lock,
+)
+
+# Tags naming the process that holds a run open: what `mark_dead_runs` checks.
+HOST_TAG, PID_TAG, START_TAG = "process.host", "process.pid", "process.start_time"
+DEAD = (
+    "the training process (pid {pid} on {host}) ended without closing the run: killed "
+    "(SIGKILL), out of memory, or the machine went down"
+)
+
+
+class RunStopped(Exception):
+    """Raised to stop a run on purpose (a sweep's pruner): the run closes KILLED with `tags`."""
+
+    def __init__(self, message: str, tags: dict[str, str] | None = None):
+        super().__init__(message)
+        self.tags = tags or {}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an interrupt so the run is closed as KILLED."""
+
+    exit_code = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(f"received signal {signum}")
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{'model': {'units': 8}} -> {'model.units': 8}; lists stay whole, as one param."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def process_start_time(pid: int) -> str | None:
+    """When process `pid` started (seconds since the epoch, as text), or None if it is gone.
+
+    With the pid it tells a live run's process from a later process that reuses the pid.
+    """
+    import psutil
+
+    try:
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except psutil.Error:
+        return None
+
+
+def process_tags() -> dict[str, str]:
+    """The tags that let a later process on this store tell whether this one is still alive."""
+    return {
+        HOST_TAG: socket.gethostname(),
+        PID_TAG: str(os.getpid()),
+        START_TAG: process_start_time(os.getpid()) or "",
+    }
+
+
+def mark_dead_runs(uri: str) -> list[str]:
+    """Close FAILED every RUNNING run of this host whose process is gone; returns their ids.
+
+    MLflow has no notion of a run's owner, so each run records its host, pid and the pid's start
+    time (`process_tags`). Runs of other hosts are left alone: their pids say nothing here.
+    """
+    client = open_client(uri)
+    host = socket.gethostname()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    running = client.search_runs(
+        experiments,
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'",
+        max_results=1000,
+    )
+    closed = []
+    for run in running:
+        tags = run.data.tags
+        pid = tags.get(PID_TAG, "")
+        if not pid.isdigit() or process_start_time(int(pid)) == tags.get(START_TAG):
+            continue  # alive (or not ours to judge)
+        reason = DEAD.format(pid=pid, host=host)
+        retry_locked(client.set_tag, run.info.run_id, "status_reason", reason)
+        retry_locked(client.set_terminated, run.info.run_id, "FAILED")
+        closed.append(run.info.run_id)
+    if closed:
+        print(
+            f"Marked {len(closed)} run(s) left RUNNING by a dead process FAILED: {', '.join(closed)}"
+        )
+    return closed
+
+
+def outcome(exc: BaseException | None) -> tuple[str, dict[str, str]]:
+    """The status a run closes with, and the tags that say why, for the exception that ended it."""
+    if exc is None:
+        return "FINISHED", {}
+    if isinstance(exc, KeyboardInterrupt):
+        return "KILLED", {"status_reason": "interrupted (Ctrl-C or SIGTERM)"}
+    if isinstance(exc, RunStopped):
+        return "KILLED", {**exc.tags, "status_reason": str(exc)}
+    failure = {"error.type": type(exc).__name__, "error.message": str(exc)[:4000]}
+    failure.update(getattr(exc, "mlflow_tags", {}))  # e.g. failure_reason=nan_loss
+    return "FAILED", failure
+
+
+@contextlib.contextmanager
+def open_run(
+    uri: str,
+    experiment_name: str,
+    run_name: str | None,
+    tags: dict[str, str],
+    system_metrics: bool = True,
+    system_metrics_interval: float = 10.0,
+    run_id: str | None = None,
+):
+    """Start (or, with `run_id`, reopen) an MLflow run and make it the active one; yields it.
+
+    The run closes FINISHED, FAILED (with the error in tags) or KILLED (interrupted, or stopped
+    on purpose by RunStopped); SIGTERM counts as an interrupt. An exception leaving the block
+    carries the run id as `exc.run_id`. With `system_metrics`, MLflow samples CPU, memory, disk,
+    network (and GPU, through NVML) every `system_metrics_interval` seconds while it is open.
+    """
+    import mlflow
+
+    quiet_mlflow_logs()
+    mlflow.set_tracking_uri(uri)
+    if system_metrics:
+        mlflow.set_system_metrics_sampling_interval(system_metrics_interval)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM)
+    if in_main_thread:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        # One process at a time creates a new store's tables, the experiment and the run.
+        with store_lock(uri):
+            client = mlflow.MlflowClient(uri)
+            if run_id:
+                experiment_id = client.get_run(run_id).info.experiment_id
+            else:
+                experiment_id = ensure_experiment(client, experiment_name, uri)
+            run = retry_locked(
+                mlflow.start_run,
+                run_id=run_id,
+                experiment_id=experiment_id,
+                run_name=None if run_id else run_name,
+                tags={**tags, **process_tags()},
+                log_system_metrics=system_metrics,
+            )
+        try:
+            yield run
+        except BaseException as exc:
+            exc.run_id = run.info.run_id
+            status, why = outcome(exc)
+            try:
+                close(status, why)
+            except Exception as close_error:  # noqa: BLE001 - keep the original error
+                print(f"Warning: could not close MLflow run: {close_error}", file=sys.stderr)
+            raise
+        close("FINISHED")
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def close(status: str, tags: dict[str, str] | None = None) -> None:
+    """End the active run with `status`, tagged with why; waits for queued metrics."""
+    import mlflow
+
+    if tags:
+        retry_locked(mlflow.set_tags, tags)
+    retry_locked(mlflow.end_run, status=status)  # flushes async logging, stops system metrics
+
+
+def epoch_logger():
+    """A Keras callback logging each epoch's metrics and learning rate to the active run.
+
+    MLflow's asynchronous logging (`synchronous=False`) queues the writes on its own thread, so
+    a slow or locked store never stalls training; ending the run waits for the queue.
+    """
+    import keras
+    import mlflow
+
+    class EpochLogger(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            metrics = {k: float(v) for k, v in (logs or {}).items()}
+            lr = getattr(self.model.optimizer, "learning_rate", None)
+            if lr is not None:
+                metrics["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
+            mlflow.log_metrics(metrics, step=epoch, synchronous=False)
+
+    return EpochLogger()
