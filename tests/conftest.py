@@ -86,11 +86,14 @@ def run_cli(
     cwd: Path | None = None,
     timeout=600,
     python_flags: tuple[str, ...] = (),
+    env_remove: tuple[str, ...] = (),
 ):
     """Run `python [FLAGS] -m pipeline.train ARGS` in a subprocess; returns the CompletedProcess."""
     # This checkout's code, even when the installed copy is another checkout's.
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path, **(env_extra or {})}
+    for name in env_remove:
+        env.pop(name, None)
     return subprocess.run(
         [sys.executable, *python_flags, "-m", "pipeline.train", *args],
         capture_output=True,

@@ -31,6 +31,7 @@ def history_steps(uri, run_id, key="val_loss"):
     return [m.step for m in mlflow.MlflowClient(uri).get_metric_history(run_id, key)]
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_continues_the_same_run(store, tmp_path):
     args = [*SHORT, "trainer.epochs=6"]
     killed = sigterm_after(args, tmp_path, "Epoch 4/6")  # three epochs done
@@ -59,6 +60,7 @@ def test_sigterm_then_resume_continues_the_same_run(store, tmp_path):
     assert other.data.metrics["epochs_trained"] == run.data.metrics["epochs_trained"]
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_is_marked_failed_by_the_next_run(store, tmp_path):
     import signal
 
@@ -98,6 +100,7 @@ def test_nan_loss_fails_the_run_with_a_reason(store, tmp_path):
     assert run.data.tags["error.type"] == "DivergedError"
 
 
+@pytest.mark.slow
 def test_eight_concurrent_runs_all_recorded(tmp_path):
     db = tmp_path / "store" / "mlflow.db"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
@@ -194,6 +197,7 @@ def bad_inputs(tmp: Path):
 BATTERY = bad_inputs(Path("TMP"))  # for the test ids; each test builds its own in tmp_path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(BATTERY)), ids=[" ".join(a) for a, _ in BATTERY])
 def test_bad_input_fails_cleanly_and_leaves_store_unchanged(tmp_path, index):
     for name, text in FILES.items():

@@ -104,6 +104,7 @@ RNN_SEARCH = [
 ]
 
 
+@pytest.mark.slow
 def test_rnn_search_runs_trials_as_children_of_one_parent_and_resumes(store, tmp_path):
     import mlflow
 
@@ -142,6 +143,7 @@ def test_rnn_search_runs_trials_as_children_of_one_parent_and_resumes(store, tmp
     assert [c.data.tags["trial_number"] for c in resumed] == ["2"]
 
 
+@pytest.mark.slow
 def test_pruned_trials_are_pruned_in_optuna_and_killed_in_mlflow(store, tmp_path):
     # A threshold no accuracy reaches: every trial is pruned after its first epoch.
     sweep(
@@ -159,6 +161,7 @@ def test_pruned_trials_are_pruned_in_optuna_and_killed_in_mlflow(store, tmp_path
         assert child.data.tags["pruned"] == "true" and child.data.tags["trial_state"] == "PRUNED"
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study_with_exactly_n_trials(store, tmp_path):
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path}
@@ -180,6 +183,7 @@ def test_two_workers_share_one_study_with_exactly_n_trials(store, tmp_path):
     assert sorted(c.data.tags["trial_number"] for c in children) == ["0", "1", "2"]
 
 
+@pytest.mark.slow
 def test_failing_trial_does_not_stop_the_sweep_until_the_budget(store, tmp_path):
     # units=-1 fails validation in the job. Seeds 2, 3, 4 (seed + trial number) draw 8, -1, 8:
     # one failure between two trials.

@@ -161,9 +161,11 @@ def test_experiment_presets_run(store, tmp_path, preset, tfds_mock):
     assert run.info.status == "FINISHED" and metrics["epochs_trained"] == 1
 
 
+@pytest.mark.slow
 def test_cli_smoke_run_end_to_end(store, tmp_path):
     cli = ("trainer=smoke", "model=gru", "model.units=8")
-    result = run_cli(*cli, cwd=tmp_path, env_extra={"TF_CPP_MIN_LOG_LEVEL": ""})
+    # As from a shell that never set it (importing pipeline here set it in this process).
+    result = run_cli(*cli, cwd=tmp_path, env_remove=("TF_CPP_MIN_LOG_LEVEL",))
     assert result.returncode == 0, result.stderr[-2000:]
     # A quiet console: one line naming the device, no TensorFlow C++ start-up lines (absl's
     # preamble, oneDNN, CUDA stubs, cuInit), no MLflow INFO lines.
@@ -237,6 +239,7 @@ def test_smoke_run_is_fully_tracked(store, tmp_path):
     assert version.run_id == run_id and int(version.version) == 1
 
 
+@pytest.mark.slow
 def test_sigterm_mid_training_leaves_run_killed(store, tmp_path):
     """A real SIGTERM to `python -m pipeline.train` between epochs: KILLED, non-zero exit."""
     import signal

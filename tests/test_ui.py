@@ -124,6 +124,7 @@ def test_server_command_serves_artifacts_beside_the_store():
     assert command[command.index("--artifacts-destination") + 1] == "file:///data/mlruns/artifacts"
 
 
+@pytest.mark.slow
 def test_rest_api_serves_run_params_metrics_tags_and_artifacts(served):
     api, run_id = f"{served.base}/api/2.0/mlflow", served.run.info.run_id
     run = json.loads(get(f"{api}/runs/get?run_id={run_id}"))["run"]
@@ -141,6 +142,7 @@ def test_rest_api_serves_run_params_metrics_tags_and_artifacts(served):
     assert png[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     shutil.which("chromium") is None,
     reason="no `chromium` binary (Debian package `chromium`; .ci/run installs it)",
