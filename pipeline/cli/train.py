@@ -78,9 +78,8 @@ def main(cfg: DictConfig) -> float | None:
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (see tracking.runs.open_run)
         print(interrupted_message(exc, HydraConfig.get().overrides.task), file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", 130))
-    conf = validate(cfg)
-    print(run_summary(conf, result), flush=True)
-    metric, _ = monitored(cfg.optimized_metric, conf.data.task)
+    print(run_summary(result.conf, result), flush=True)
+    metric, _ = monitored(result.conf.optimized_metric, result.conf.data.task)
     return result.metrics.get(metric)
 
 

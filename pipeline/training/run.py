@@ -39,6 +39,7 @@ class TrainResult:
     metrics: dict[str, float]
     run_id: str
     uri: str
+    conf: Config  # the validated config the run trained with
     sizes: dict[str, int] = field(default_factory=dict)
     model_name: str = ""
 
@@ -101,7 +102,7 @@ def run_training(
         )
     shutil.rmtree(backup_dir, ignore_errors=True)  # finished: nothing left to resume
     metrics["wall_seconds"] = time.perf_counter() - started
-    return TrainResult(metrics, run_id, uri, data.sizes, model.name)
+    return TrainResult(metrics, run_id, uri, conf, data.sizes, model.name)
 
 
 def _fit_and_log(
