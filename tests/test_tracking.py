@@ -147,3 +147,28 @@ def test_logged_model_loads_back_and_predicts_like_the_in_memory_model(store):
     loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     np.testing.assert_allclose(loaded.predict(x), model.predict(x, verbose=0), rtol=1e-6)
     assert loaded.input_example.shape == (2, 6, 2)
+
+
+def test_interrupts_wait_for_a_safe_point_and_a_second_one_goes_through():
+    import os
+    import signal
+
+    from pipeline.tracking import runs
+
+    previous = {sig: signal.signal(sig, runs._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    steps = []
+    try:
+        with pytest.raises(runs.Terminated), runs.held_interrupts():
+            os.kill(os.getpid(), signal.SIGTERM)  # held: the step goes on
+            steps.append("finished")
+            runs.raise_held_interrupt()  # the safe point raises it
+        assert steps == ["finished"]
+        with pytest.raises(KeyboardInterrupt), runs.held_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # the user insists: raised at once
+            steps.append("not reached")
+        assert steps == ["finished"]
+        runs.raise_held_interrupt()  # nothing left pending once raised
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -43,8 +43,53 @@ class Terminated(KeyboardInterrupt):
     exit_code = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated(f"received signal {signum}")
+class _Signals:
+    """Whether interrupts are held for a safe point (`held_interrupts`) and which one waits."""
+
+    held = False
+    pending: int | None = None
+
+
+def _interrupt(signum: int) -> KeyboardInterrupt:
+    if signum == signal.SIGTERM:
+        return Terminated(f"received signal {signum}")
+    return KeyboardInterrupt()
+
+
+def _on_signal(signum, frame):
+    """SIGTERM and Ctrl-C: raise at once, or, while held, at the next safe point.
+
+    Python raises a signal's exception between any two bytecodes, also inside TensorFlow's
+    Python code while it holds native state (an iterator mid-step, an executor's context);
+    unwinding from there aborted the process about one time in ten with heap corruption
+    ("malloc_consolidate(): invalid chunk size") before the run could be closed. Keras has no
+    interrupt handling of its own, so fit holds the signal and a callback raises it between
+    steps (`raise_held_interrupt`). A second signal raises at once: the user insists.
+    """
+    if _Signals.held and _Signals.pending is None:
+        _Signals.pending = signum
+        os.write(2, b"\nStopping after the current step (signal again to stop at once).\n")
+        return
+    _Signals.pending = None
+    raise _interrupt(signum)
+
+
+@contextlib.contextmanager
+def held_interrupts():
+    """While the block runs, SIGTERM and Ctrl-C wait for `raise_held_interrupt()`."""
+    _Signals.held, _Signals.pending = True, None
+    try:
+        yield
+        raise_held_interrupt()  # one that came after the last safe point
+    finally:
+        _Signals.held, _Signals.pending = False, None
+
+
+def raise_held_interrupt() -> None:
+    """At a safe point: raise the interrupt that arrived while held, if any."""
+    signum, _Signals.pending = _Signals.pending, None
+    if signum is not None:
+        raise _interrupt(signum)
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -138,7 +183,8 @@ def open_run(
     """Start (or, with `run_id`, reopen) an MLflow run and make it the active one; yields it.
 
     The run closes FINISHED, FAILED (with the error in tags) or KILLED (interrupted, or stopped
-    on purpose by RunStopped); SIGTERM counts as an interrupt. An exception leaving the block
+    on purpose by RunStopped); SIGTERM counts as an interrupt, and both wait for a safe point
+    inside `held_interrupts()`. An exception leaving the block
     carries the run id as `exc.run_id`. With `system_metrics`, MLflow samples CPU, memory, disk,
     network (and GPU, through NVML) every `system_metrics_interval` seconds while it is open.
     """
@@ -149,9 +195,10 @@ def open_run(
     if system_metrics:
         mlflow.set_system_metrics_sampling_interval(system_metrics_interval)
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     if in_main_thread:
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        for sig in previous:
+            signal.signal(sig, _on_signal)
     try:
         # One process at a time creates a new store's tables, the experiment and the run.
         with store_lock(uri):
@@ -181,7 +228,8 @@ def open_run(
         close("FINISHED")
     finally:
         if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def close(status: str, tags: dict[str, str] | None = None) -> None:

@@ -1,5 +1,6 @@
 """The callbacks of one fit, in the order they must run: the NaN guard, the learning-rate
-schedule, early stopping, the per-epoch backup, then logging, pruning and the best checkpoint."""
+schedule, early stopping, the per-epoch backup, then logging, pruning and the best checkpoint,
+and last the check that stops training between steps on Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 from pathlib import Path
 
 from pipeline.config import PipelineError, TrainerConfig
+from pipeline.tracking.runs import raise_held_interrupt
 from pipeline.training import resume
 
 
@@ -75,7 +77,27 @@ def build_callbacks(trainer: TrainerConfig, monitor: str, mode: str, backup_dir:
         )
         callbacks.append(early_stopping)
     callbacks.append(resume.training_backup(backup_dir, early_stopping))
-    return callbacks + list(extra), early_stopping
+    return callbacks + list(extra) + [interrupt_check()], early_stopping
+
+
+def interrupt_check():
+    """A callback raising a Ctrl-C or SIGTERM held by `held_interrupts` at the end of a step.
+
+    Last in the list, so an epoch that ended is backed up and logged before training stops.
+    """
+    import keras
+
+    class InterruptCheck(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise_held_interrupt()
+
+        def on_test_batch_end(self, batch, logs=None):
+            raise_held_interrupt()
+
+        def on_epoch_end(self, epoch, logs=None):
+            raise_held_interrupt()
+
+    return InterruptCheck()
 
 
 def best_checkpoint(path: Path, monitor: str, mode: str):

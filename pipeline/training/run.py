@@ -16,10 +16,16 @@ from pipeline.config import Config, validate
 from pipeline.data import make_datasets
 from pipeline.models import build_model
 from pipeline.tracking import environment, lineage, model_logging, pictures
-from pipeline.tracking.runs import epoch_logger, flatten, mark_dead_runs, open_run
+from pipeline.tracking.runs import (
+    epoch_logger,
+    flatten,
+    held_interrupts,
+    mark_dead_runs,
+    open_run,
+)
 from pipeline.tracking.store import check_store, resolve_tracking_uri, retry_locked
 from pipeline.training import devices, objective, resume
-from pipeline.training.callbacks import best_checkpoint, build_callbacks
+from pipeline.training.callbacks import best_checkpoint, build_callbacks, interrupt_check
 from pipeline.training.compile import compile_model, optimizer_settings
 
 
@@ -140,25 +146,28 @@ def _fit_and_log(
         verbose = 1 if sys.stdout.isatty() else 2
     val_ds = _limit(data.val, conf.trainer.limit_eval_batches)
     test_ds = _limit(data.test, conf.trainer.limit_eval_batches)
-    fit_started = time.perf_counter()
-    history = model.fit(
-        _limit(data.train, conf.trainer.limit_train_batches),
-        validation_data=val_ds,
-        epochs=conf.trainer.epochs,
-        initial_epoch=initial_epoch,
-        callbacks=callbacks,
-        shuffle=False,  # the training pipeline reshuffles every epoch itself
-        verbose=verbose,
-    )
-    fit_seconds = time.perf_counter() - fit_started
-    # Early stopping has restored the best epoch's weights: score those, on val and test.
-    # Without it the weights are the last epoch's, whose val scores fit already computed.
-    metrics = {k: float(v[-1]) for k, v in history.history.items() if k.startswith("val_")}
-    if early_stopping is not None or not metrics:
-        scores = model.evaluate(val_ds, return_dict=True, verbose=0)
-        metrics = {f"val_{k}": float(v) for k, v in scores.items()}
-    scores = model.evaluate(test_ds, return_dict=True, verbose=0)
-    metrics.update({f"test_{k}": float(v) for k, v in scores.items()})
+    stop = [interrupt_check()]
+    # Ctrl-C and SIGTERM stop fit and evaluate between steps (see tracking.runs._on_signal).
+    with held_interrupts():
+        fit_started = time.perf_counter()
+        history = model.fit(
+            _limit(data.train, conf.trainer.limit_train_batches),
+            validation_data=val_ds,
+            epochs=conf.trainer.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            shuffle=False,  # the training pipeline reshuffles every epoch itself
+            verbose=verbose,
+        )
+        fit_seconds = time.perf_counter() - fit_started
+        # Early stopping has restored the best epoch's weights: score those, on val and test.
+        # Without it the weights are the last epoch's, whose val scores fit already computed.
+        metrics = {k: float(v[-1]) for k, v in history.history.items() if k.startswith("val_")}
+        if early_stopping is not None or not metrics:
+            scores = model.evaluate(val_ds, return_dict=True, verbose=0, callbacks=stop)
+            metrics = {f"val_{k}": float(v) for k, v in scores.items()}
+        scores = model.evaluate(test_ds, return_dict=True, verbose=0, callbacks=stop)
+        metrics.update({f"test_{k}": float(v) for k, v in scores.items()})
     epochs_run = initial_epoch + len(history.history.get("loss", []))
     best = early_stopping.best_epoch if early_stopping is not None else epochs_run - 1
     metrics.update(
