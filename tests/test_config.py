@@ -15,7 +15,10 @@ GROUP_OPTIONS = [
     if group.is_dir()
     for path in sorted(group.glob("*.yaml"))
 ]
-EXTRA = {("data", "csv"): ["data.path=x.csv", "data.target=value"]}
+EXTRA = {
+    ("data", "csv"): ["data.path=x.csv", "data.target=value"],
+    ("data", "sequences"): ["data.path=x.csv", "data.id=rec", "data.label=act"],
+}
 
 
 def leaves(tree, prefix=""):

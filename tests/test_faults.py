@@ -151,6 +151,8 @@ FILES = {
     "nan.csv": HEADER + "0,1\n1,\n2,3\n",
     "short.csv": HEADER + ROWS,
     "plain-file.csv": "",
+    "bad_TRAIN.ts": "@problemName X\n@classLabel true a b\n@data\n1,x,2:a\n",
+    "bad_TEST.ts": "@problemName X\n@classLabel true a b\n@data\n1,2:a\n",
     "inf.csv": HEADER + "".join(f"{i},{'inf' if i == 30 else i}\n" for i in range(60)),
 }
 
@@ -191,6 +193,8 @@ def bad_inputs(tmp: Path):
         (["tracking.uri=http://127.0.0.1:9"], "Cannot reach the MLflow tracking server"),
         ([f"tracking.uri=sqlite:///{tmp / 'plain-file.csv'}/mlflow.db"], "is not writable"),
         (["resume=0123456789abcdef"], "names no run"),
+        (["data=uea", "data.name=NoSuchData"], "not one of the UEA/UCR datasets aeon ships"),
+        (["data=uea", f"data.path={tmp / 'bad_TRAIN.ts'}"], "could not be read"),
     ]
 
 

@@ -154,6 +154,52 @@ class CsvDataConfig(SeriesDataConfig):
 
 
 @dataclass
+class UeaDataConfig(DataConfig):
+    """Labelled sequences in the UEA/UCR `.ts` format: a dataset aeon ships (`name`), or a
+    user's `_TRAIN.ts`/`_TEST.ts` pair (`path`)."""
+
+    path: str | None = MISSING
+    max_length: int | None = MISSING
+    normalize: bool = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 < self.val_fraction < 1.0:
+            raise invalid_value("data.val_fraction", "a number in (0, 1)", self.val_fraction)
+        if self.max_length is not None:
+            _check_int("data.max_length", self.max_length)
+
+
+@dataclass
+class SequencesDataConfig(DataConfig):
+    """A user's labelled sequences in one long-format CSV or Parquet table."""
+
+    path: str = MISSING
+    id: str = MISSING
+    label: str = MISSING
+    order: str | None = MISSING
+    features: list[str] = MISSING
+    group: str | None = MISSING
+    test_fraction: float = MISSING
+    max_length: int | None = MISSING
+    normalize: bool = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("val_fraction", "test_fraction"):
+            if not 0.0 < getattr(self, key) < 1.0:
+                raise invalid_value(f"data.{key}", "a number in (0, 1)", getattr(self, key))
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise invalid_value(
+                "data.val_fraction + data.test_fraction",
+                "a sum below 1",
+                self.val_fraction + self.test_fraction,
+            )
+        if self.max_length is not None:
+            _check_int("data.max_length", self.max_length)
+
+
+@dataclass
 class TfdsDataConfig(DataConfig):
     """An image dataset from TFDS, each image's rows read as timesteps."""
 
@@ -181,6 +227,8 @@ DATA_SCHEMAS = {
     "sine": SineDataConfig,
     "sunspots": SunspotsDataConfig,
     "csv": CsvDataConfig,
+    "uea": UeaDataConfig,
+    "sequences": SequencesDataConfig,
     "tfds": TfdsDataConfig,
     "toy": ToyDataConfig,
 }

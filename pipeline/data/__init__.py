@@ -6,7 +6,8 @@ import numpy as np
 
 from pipeline.config import DataConfig
 from pipeline.config.errors import ConfigError
-from pipeline.data import mnist1d, series, tfds_rows
+from pipeline.config.schema import SequencesDataConfig, UeaDataConfig
+from pipeline.data import mnist1d, sequences, series, tfds_rows, uea
 from pipeline.data.datasets import Datasets, DataSpec, build_datasets, to_tf_dataset
 
 __all__ = ["DataSpec", "Datasets", "build_datasets", "make_datasets", "to_tf_dataset"]
@@ -29,6 +30,10 @@ def make_datasets(cfg: DataConfig, seed: int) -> Datasets:
         "csv": series.load_csv,
         "toy": _toy,
     }
+    if isinstance(cfg, UeaDataConfig):  # `data.name` is the archive's dataset name
+        return uea.load(cfg, seed)
+    if isinstance(cfg, SequencesDataConfig):
+        return sequences.load(cfg, seed)
     if cfg.name in loaders:
         return loaders[cfg.name](cfg, seed)
     if hasattr(cfg, "data_dir"):  # any TFDS image dataset

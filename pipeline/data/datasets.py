@@ -20,6 +20,12 @@ class DataSpec:
     task: str  # "classification" or "regression"
     output_size: int  # classes for classification, values per step for regression
     sequence_output: bool = False  # targets at every timestep rather than after the last
+    # Steps whose every channel holds this value are padding, masked by the model (None: none).
+    mask_value: float | None = None
+    # Per-channel mean and variance of the training steps, for the model's Normalization layer
+    # (None: the inputs go in as they are).
+    channel_mean: tuple[float, ...] | None = None
+    channel_variance: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -34,6 +40,10 @@ class Datasets:
     source: dict[str, Any] = field(default_factory=dict)
     # Train-split mean/std used for scaling regression data, to report in original units.
     scaler: dict[str, float] = field(default_factory=dict)
+    # Classification: the name of each class index, as the data spells it.
+    class_names: list[str] = field(default_factory=list)
+    # Facts about the data for the run's tags (lengths, padding, truncation, values filled).
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def sizes(self) -> dict[str, int]:

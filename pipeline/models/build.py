@@ -48,6 +48,14 @@ def build_model(cfg: ModelConfig, spec: DataSpec):
 
     sequence_out = cfg.return_sequences or spec.sequence_output
     stack = [keras.Input(shape=spec.input_shape, name="sequence")]
+    if spec.mask_value is not None:  # padded at the end: LSTM/GRU keep the cuDNN kernel
+        stack.append(layers.Masking(mask_value=spec.mask_value, name="padding_mask"))
+    if spec.channel_mean is not None:  # the model takes raw values; padding stays masked
+        stack.append(
+            layers.Normalization(
+                mean=list(spec.channel_mean), variance=list(spec.channel_variance), name="scale"
+            )
+        )
     for i in range(cfg.num_layers):
         last = i == cfg.num_layers - 1
         stack.append(

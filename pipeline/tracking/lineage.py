@@ -57,5 +57,11 @@ def log_datasets(data, data_name: str) -> None:
             )
         )
         contexts.append(split)
-        tags.append({"num_examples": str(len(x))})
+        split_tags = {"num_examples": str(len(x))}
+        if data.class_names:  # per-class counts: a skewed split shows in the UI
+            counts = np.bincount(y.astype(int).ravel(), minlength=len(data.class_names))
+            split_tags["class_counts"] = json.dumps(
+                dict(zip(data.class_names, counts.tolist(), strict=True))
+            )[:5000]
+        tags.append(split_tags)
     mlflow.log_inputs(datasets=datasets, contexts=contexts, tags_list=tags)

@@ -34,8 +34,9 @@ def learning_curves(history: dict[str, list[float]]):
     return fig
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int):
-    """Counts of true class (rows) against predicted class (columns)."""
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, names=None):
+    """Counts of true class (rows) against predicted class (columns), labelled with the class
+    names where the data has them."""
     counts = np.zeros((num_classes, num_classes), dtype=int)
     np.add.at(counts, (y_true.astype(int).ravel(), y_pred.astype(int).ravel()), 1)
     fig = _figure(5.5, 5.0)
@@ -44,6 +45,9 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int):
     fig.colorbar(image, ax=ax)
     ticks = np.arange(num_classes)
     ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true", title="test split")
+    if names and num_classes <= 20:
+        ax.set_xticklabels([str(n)[:12] for n in names], rotation=45, ha="right")
+        ax.set_yticklabels([str(n)[:12] for n in names])
     if num_classes <= 20:  # beyond that the numbers overlap
         for (i, j), n in np.ndenumerate(counts):
             color = "white" if n > counts.max() / 2 else "black"
@@ -90,12 +94,14 @@ def predict(model, dataset, chunk: int = 4096) -> np.ndarray:
     return np.concatenate([np.asarray(o, dtype=np.float32) for o in outputs])
 
 
-def draw(history: dict, y_true, y_pred, task: str, num_classes: int, scaler=None) -> dict:
+def draw(
+    history: dict, y_true, y_pred, task: str, num_classes: int, scaler=None, class_names=None
+) -> dict:
     """Every picture of a run, by name: learning curves, then the confusion matrix (classes
     predicted, for classification) or predicted against actual values (regression)."""
     figures = {"learning_curves": learning_curves(history)}
     if task == "classification":
-        figures["confusion_matrix"], _ = confusion_matrix(y_true, y_pred, num_classes)
+        figures["confusion_matrix"], _ = confusion_matrix(y_true, y_pred, num_classes, class_names)
     else:
         figures["predicted_vs_actual"] = predicted_vs_actual(y_true, y_pred, scaler)
     return figures
@@ -117,7 +123,9 @@ def log_pictures(model, history: dict, test_ds, data) -> list[str]:
     if spec.task == "classification":
         y_pred = y_pred.argmax(axis=-1)
     mlflow.log_text(model_summary(model), "model_summary.txt")
-    figures = draw(history, y_true, y_pred, spec.task, spec.output_size, data.scaler)
+    figures = draw(
+        history, y_true, y_pred, spec.task, spec.output_size, data.scaler, data.class_names
+    )
     for name, fig in figures.items():
         mlflow.log_figure(fig, f"plots/{name}.png")
     return ["model_summary.txt", *(f"plots/{name}.png" for name in figures)]

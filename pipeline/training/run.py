@@ -24,7 +24,7 @@ from pipeline.tracking.runs import (
     open_run,
 )
 from pipeline.tracking.store import check_store, resolve_tracking_uri, retry_locked
-from pipeline.training import devices, objective, resume
+from pipeline.training import classification, devices, objective, resume
 from pipeline.training.callbacks import best_checkpoint, build_callbacks, interrupt_check
 from pipeline.training.compile import compile_model, optimizer_settings
 
@@ -89,6 +89,7 @@ def run_training(
     tags = {"data": conf.data.name, "cell": conf.model.cell, "task": data.spec.task}
     tags["deterministic"] = str(conf.trainer.deterministic).lower()
     tags["backup_dir"] = str(backup_dir.resolve())
+    tags.update(data.tags)
     tags.update(trial.tags if trial else {})
     tags.update(environment.run_tags(extra=devices.setup_tags(model)))
     mark_dead_runs(uri)  # runs a killed process left RUNNING on this store
@@ -168,6 +169,10 @@ def _fit_and_log(
             metrics = {f"val_{k}": float(v) for k, v in scores.items()}
         scores = model.evaluate(test_ds, return_dict=True, verbose=0, callbacks=stop)
         metrics.update({f"test_{k}": float(v) for k, v in scores.items()})
+        if data.spec.task == "classification":
+            metrics.update(
+                classification.class_scores(model, data, {"val": val_ds, "test": test_ds})
+            )
     epochs_run = initial_epoch + len(history.history.get("loss", []))
     best = early_stopping.best_epoch if early_stopping is not None else epochs_run - 1
     metrics.update(

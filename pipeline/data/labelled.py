@@ -1,0 +1,91 @@
+"""Labelled sequences of any length, from any source (`.ts` pairs, long-format tables): padded at
+the end to one length and masked, scaled per channel inside the model, split stratified."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.config.errors import DataError
+from pipeline.data.datasets import Datasets, DataSpec, build_datasets
+
+# What padded steps hold. Keras' Masking masks a step whose every channel equals it; a value
+# no measurement holds exactly, so that a real all-zero step (common after z-normalisation) is
+# not mistaken for padding as it would be with the usual 0.0.
+PAD_VALUE = -1e4
+
+
+def pad(sequences: list[np.ndarray], length: int) -> np.ndarray:
+    """(n, length, channels) float32, each sequence truncated or padded at the end."""
+    out = np.full((len(sequences), length, sequences[0].shape[1]), PAD_VALUE, dtype=np.float32)
+    for i, s in enumerate(sequences):
+        out[i, : min(len(s), length)] = s[:length]
+    return out
+
+
+def stratified_split(labels: np.ndarray, share: float, seed: int, groups=None):
+    """Indices (kept, held out): `share` of each class held out, seeded. With `groups`, whole
+    groups go to one side (stratified as far as the groups allow)."""
+    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
+    index = np.arange(len(labels))
+    try:
+        if groups is None:
+            return train_test_split(index, test_size=share, stratify=labels, random_state=seed)
+        folds = StratifiedGroupKFold(max(2, round(1 / share)), shuffle=True, random_state=seed)
+        return next(folds.split(index, labels, groups))
+    except ValueError as exc:
+        raise DataError(
+            f"The sequences cannot be split stratified with a held-out share of {share} "
+            f"({exc}). Every class needs at least two sequences (and groups, with `data.group`) "
+            "so that each side gets one: add sequences or change `data.val_fraction` / "
+            "`data.test_fraction`."
+        ) from None
+
+
+def labelled_datasets(splits: dict, classes: list[str], cfg, seed: int, source: dict) -> Datasets:
+    """Datasets from {split: (list of (steps, channels) arrays, string labels)}."""
+    if len(classes) < 2:
+        raise DataError(f"The data has a single class ({classes[0]!r}): a classifier needs two.")
+    for split, (seqs, _) in splits.items():
+        if len(seqs) == 0:
+            raise DataError(
+                f"The {split} split is empty. Add sequences or change the split fractions."
+            )
+    every = [s for seqs, _ in splits.values() for s in seqs]
+    channels = {s.shape[1] for s in every}
+    if len(channels) > 1:
+        raise DataError(
+            f"The sequences have different numbers of channels ({sorted(channels)}). Every "
+            "sequence needs the same channels."
+        )
+    lengths = np.array([len(s) for s in every])
+    length = int(lengths.max()) if cfg.max_length is None else cfg.max_length
+    truncated = int((lengths > length).sum())
+    to_int = {c: i for i, c in enumerate(classes)}
+    arrays = {
+        split: (pad(seqs, length), np.array([to_int[v] for v in labels], dtype=np.int32))
+        for split, (seqs, labels) in splits.items()
+    }
+    # Per-channel statistics of the real training steps only (padding excluded), for the
+    # model's own Normalization layer, so the logged model takes raw values.
+    steps = np.concatenate([s[:length] for s in splits["train"][0]])
+    variable = bool(lengths.min() != lengths.max()) or truncated > 0
+    padded = sum(int((x == PAD_VALUE).all(axis=-1).sum()) for x, _ in arrays.values())
+    total = sum(x.shape[0] * x.shape[1] for x, _ in arrays.values())
+    spec = DataSpec(
+        input_shape=(length, int(channels.pop())),
+        task="classification",
+        output_size=len(classes),
+        mask_value=PAD_VALUE if variable else None,
+        channel_mean=tuple(steps.mean(axis=0).tolist()) if cfg.normalize else None,
+        channel_variance=tuple(steps.var(axis=0).tolist()) if cfg.normalize else None,
+    )
+    tags = {
+        "data.length_min": str(int(lengths.min())),
+        "data.length_max": str(int(lengths.max())),
+        "data.padded_length": str(length),
+        "data.truncated_sequences": str(truncated),
+        "data.padding_share": f"{padded / total:.3f}",
+        "data.classes": ",".join(classes)[:500],
+    }
+    return build_datasets(arrays, spec, cfg, seed, source=source, class_names=classes, tags=tags)
