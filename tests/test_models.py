@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_cfg
+from conftest import make_cfg, model_cfg
 
 from pipeline.config import validate
 from pipeline.data import DataSpec
@@ -64,3 +64,16 @@ def test_defaults_keep_cudnn_eligibility():
         assert layer.cell.recurrent_dropout == 0 and not layer.unroll and layer.cell.use_bias
         if cell == "gru":
             assert layer.cell.reset_after
+
+
+def test_conv_front_end_before_the_recurrent_layers_and_refused_with_masks():
+    from pipeline.config import ConfigError
+
+    cfg = model_cfg(conv_filters=[8, 4], conv_kernel=3)
+    model = build_model(cfg, MNIST1D)
+    names = [layer.name for layer in model.layers]
+    assert names.index("conv_1") < names.index("lstm_0")
+    assert model.get_layer("conv_1").output.shape == (None, 40, 4)  # "same": length kept
+    masked = DataSpec(input_shape=(40, 1), task="classification", output_size=10, mask_value=-1.0)
+    with pytest.raises(ConfigError, match="model.conv_filters"):
+        build_model(cfg, masked)

@@ -249,6 +249,8 @@ class ModelConfig:
     recurrent_activation: str = MISSING
     unroll: bool = MISSING
     return_sequences: bool = MISSING
+    conv_filters: list[int] = MISSING
+    conv_kernel: int = MISSING
     head_units: list[int] = MISSING
     head_activation: str = MISSING
     head_dropout: float = MISSING
@@ -270,6 +272,9 @@ class ModelConfig:
             _check_choice(f"model.{key}", getattr(self, key), ACTIVATIONS)
         for units in self.head_units:
             _check_int("model.head_units[]", units)
+        for filters in self.conv_filters:
+            _check_int("model.conv_filters[]", filters)
+        _check_int("model.conv_kernel", self.conv_kernel)
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipeline.config import ModelConfig
+from pipeline.config.errors import ConfigError
 
 if TYPE_CHECKING:  # the data stage's output; the model stage only reads its fields
     from pipeline.data import DataSpec
@@ -56,6 +57,18 @@ def build_model(cfg: ModelConfig, spec: DataSpec):
                 mean=list(spec.channel_mean), variance=list(spec.channel_variance), name="scale"
             )
         )
+    if cfg.conv_filters and spec.mask_value is not None:
+        # Keras' Conv1D drops the mask, so the recurrent layers would read the padding.
+        raise ConfigError(
+            f"`model.conv_filters={list(cfg.conv_filters)}` needs sequences of one length, and "
+            f"these vary ({spec.input_shape[0]} steps at most, padded and masked). Set "
+            "`model.conv_filters=[]`, or make them equal with `data.max_length` no longer than "
+            "the shortest."
+        )
+    for i, filters in enumerate(cfg.conv_filters):  # LSTM-FCN's convolution block
+        stack.append(layers.Conv1D(filters, cfg.conv_kernel, padding="same", name=f"conv_{i}"))
+        stack.append(layers.BatchNormalization(name=f"conv_norm_{i}"))
+        stack.append(layers.Activation("relu", name=f"conv_relu_{i}"))
     for i in range(cfg.num_layers):
         last = i == cfg.num_layers - 1
         stack.append(
