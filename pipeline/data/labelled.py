@@ -43,9 +43,8 @@ def stratified_split(labels: np.ndarray, share: float, seed: int, groups=None):
 
 
 def labelled_datasets(splits: dict, classes: list[str], cfg, seed: int, source: dict) -> Datasets:
-    """Datasets from {split: (list of (steps, channels) arrays, string labels)}."""
-    if len(classes) < 2:
-        raise DataError(f"The data has a single class ({classes[0]!r}): a classifier needs two.")
+    """Datasets from {split: (list of (steps, channels) arrays, string labels)}; `classes`, the
+    sorted label names, has at least two (the loaders say which file has only one)."""
     for split, (seqs, _) in splits.items():
         if len(seqs) == 0:
             raise DataError(

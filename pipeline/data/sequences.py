@@ -80,11 +80,13 @@ def load(cfg: SequencesDataConfig, seed: int) -> Datasets:
             f"different labels in `{cfg.label}`. Each sequence needs one label: fix those rows "
             "or check that `data.id` names the sequence column."
         )
-    grouped = frame.groupby(cfg.id, sort=True)
-    ids = list(grouped.groups)
-    sequences = [g[features].to_numpy(np.float64) for _, g in grouped]
-    labels = np.array([str(g[cfg.label].iloc[0]) for _, g in grouped])
-    groups = None if not cfg.group else np.array([str(g[cfg.group].iloc[0]) for _, g in grouped])
+    sequences, labels, groups = [], [], []
+    for _, rows in frame.groupby(cfg.id, sort=True):  # one pass over the sequences
+        sequences.append(rows[features].to_numpy(np.float64))
+        labels.append(str(rows[cfg.label].iloc[0]))
+        groups.append(str(rows[cfg.group].iloc[0]) if cfg.group else "")
+    labels = np.array(labels)
+    groups = np.array(groups) if cfg.group else None
     classes = sorted(set(labels))
     if len(classes) < 2:
         raise DataError(f"{path} has a single class ({classes[0]!r}): a classifier needs two.")
@@ -102,6 +104,6 @@ def load(cfg: SequencesDataConfig, seed: int) -> Datasets:
         "loader": "long-format table",
         "args": {"path": str(path.resolve()), "id": cfg.id, "features": features},
         "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "sequences": len(ids),
+        "sequences": len(sequences),
     }
     return labelled_datasets(splits, classes, cfg, seed, source)
