@@ -27,6 +27,7 @@ CELLS = ("simple_rnn", "lstm", "gru")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "elu", "gelu", "linear", "hard_sigmoid", "swish")
 TARGET_MODES = ("next", "sequence")
+MISSING_POLICIES = ("error", "drop", "ffill", "interpolate")
 
 
 def _check_int(key: str, value: int, low: int = 1) -> None:
@@ -111,6 +112,7 @@ class SeriesDataConfig(DataConfig):
     horizon: int = MISSING
     target_mode: str = MISSING
     scale: bool = MISSING
+    season: int | None = MISSING  # period of the seasonal-naive baseline and MASE (None: none)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -124,6 +126,12 @@ class SeriesDataConfig(DataConfig):
         _check_int("data.window", self.window)
         _check_int("data.horizon", self.horizon)
         _check_choice("data.target_mode", self.target_mode, TARGET_MODES)
+        if self.season is not None:
+            _check_int("data.season", self.season)
+            if self.season > self.window:  # the seasonal-naive forecast reads it from the window
+                raise invalid_value(
+                    "data.season", f"at most `data.window` ({self.window}) or null", self.season
+                )
 
 
 @dataclass
@@ -151,6 +159,11 @@ class CsvDataConfig(SeriesDataConfig):
     path: str = MISSING
     target: str = MISSING
     features: list[str] = MISSING
+    missing: str = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_choice("data.missing", self.missing, MISSING_POLICIES)
 
 
 @dataclass

@@ -40,6 +40,8 @@ class Datasets:
     source: dict[str, Any] = field(default_factory=dict)
     # Train-split mean/std used for scaling regression data, to report in original units.
     scaler: dict[str, float] = field(default_factory=dict)
+    # Forecasting: the target over the training rows, in original units (MASE's scale).
+    train_target: np.ndarray | None = None
     # Classification: the name of each class index, as the data spells it.
     class_names: list[str] = field(default_factory=list)
     # Facts about the data for the run's tags (lengths, padding, truncation, values filled).

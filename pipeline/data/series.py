@@ -46,8 +46,11 @@ def make_windows(values, target, cfg: SeriesDataConfig, lo: int, hi: int):
     return x, y
 
 
-def windowed(values: np.ndarray, target_col: int, cfg: SeriesDataConfig, seed: int, source: dict):
-    """Split, scale on train rows, window each split and wrap it as Datasets."""
+def windowed(
+    values: np.ndarray, target_col: int, cfg: SeriesDataConfig, seed: int, source: dict, **extra
+):
+    """Split, scale on train rows, window each split and wrap it as Datasets (`extra`: more
+    Datasets fields, such as the run's tags)."""
     values = np.asarray(values, dtype=np.float64)
     if values.ndim == 1:
         values = values[:, None]
@@ -76,7 +79,10 @@ def windowed(values: np.ndarray, target_col: int, cfg: SeriesDataConfig, seed: i
         sequence_output=sequence,
     )
     scaler = {"mean": float(mean[target_col]), "std": float(std[target_col])}
-    return build_datasets(arrays, spec, cfg, seed, source=source, scaler=scaler)
+    train_target = values[train_lo:train_hi, target_col].copy()
+    return build_datasets(
+        arrays, spec, cfg, seed, source=source, scaler=scaler, train_target=train_target, **extra
+    )
 
 
 def load_sine(cfg: SineDataConfig, seed: int) -> Datasets:
@@ -103,8 +109,9 @@ def load_sunspots(cfg: SeriesDataConfig, seed: int) -> Datasets:
     return windowed(frame["SUNACTIVITY"].to_numpy(), 0, cfg, seed, source)
 
 
-def read_csv(cfg: CsvDataConfig) -> tuple[np.ndarray, list[str]]:
-    """Read the target and feature columns as floats, or say exactly what is wrong."""
+def read_csv(cfg: CsvDataConfig) -> tuple[np.ndarray, list[str], dict[str, int]]:
+    """Read the target and feature columns as floats, gaps handled as `data.missing` says, or
+    say exactly what is wrong. Returns the values, the column names and the gaps' counts."""
     import pandas as pd
 
     path = Path(cfg.path).expanduser()
@@ -141,10 +148,11 @@ def read_csv(cfg: CsvDataConfig) -> tuple[np.ndarray, list[str]]:
                 f"Column `{col}` of {path} holds non-numeric values (first: {frame[col][row]!r} "
                 f"in data row {row + 1}). Every target and feature column must hold numbers."
             )
-        if numeric.isna().any():
+        if numeric.isna().any() and cfg.missing == "error":
             raise DataError(
                 f"Column `{col}` of {path} has {int(numeric.isna().sum())} missing value(s) "
-                f"(first in data row {int(numeric.isna().idxmax()) + 1}). Fill or drop those rows first."
+                f"(first in data row {int(numeric.isna().idxmax()) + 1}). Fill or drop those rows "
+                "first, or set `data.missing` to drop, ffill or interpolate."
             )
         infinite = np.isinf(numeric.to_numpy(dtype=np.float64))
         if infinite.any():
@@ -154,17 +162,40 @@ def read_csv(cfg: CsvDataConfig) -> tuple[np.ndarray, list[str]]:
                 "model can learn from them."
             )
         frame[col] = numeric
-    return frame[columns].to_numpy(dtype=np.float64), columns
+    frame, counts = fill_missing(frame[columns], cfg.missing)
+    if len(frame) == 0:
+        raise DataError(
+            f"Every row of {path} has a missing value, so `data.missing={cfg.missing}` left none."
+        )
+    return frame.to_numpy(dtype=np.float64), columns, counts
+
+
+def fill_missing(frame, policy: str):
+    """Apply `data.missing` to empty cells; returns the frame and how many values were filled and
+    rows dropped. Filling leaves leading gaps (nothing before them), which are dropped."""
+    filled = 0
+    if policy in ("ffill", "interpolate"):
+        before = int(frame.isna().sum().sum())
+        if policy == "interpolate":
+            # Linear in the row number between a gap's two neighbours; a trailing gap has no
+            # right neighbour, so it keeps the last value.
+            frame = frame.interpolate(limit_area="inside")
+        frame = frame.ffill()
+        filled = before - int(frame.isna().sum().sum())
+    rows = len(frame)
+    frame = frame.dropna()
+    return frame, {"missing_filled": filled, "missing_dropped": rows - len(frame)}
 
 
 def load_csv(cfg: CsvDataConfig, seed: int) -> Datasets:
     import hashlib
 
-    values, columns = read_csv(cfg)
+    values, columns, counts = read_csv(cfg)
     path = Path(cfg.path).expanduser().resolve()
     source = {
         "loader": "csv",
-        "args": {"path": str(path), "columns": columns},
+        "args": {"path": str(path), "columns": columns, "missing": cfg.missing, **counts},
         "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
     }
-    return windowed(values, 0, cfg, seed, source)
+    tags = {f"data.{key}": str(n) for key, n in counts.items()}
+    return windowed(values, 0, cfg, seed, source, tags=tags)

@@ -24,7 +24,7 @@ from pipeline.tracking.runs import (
     open_run,
 )
 from pipeline.tracking.store import check_store, resolve_tracking_uri, retry_locked
-from pipeline.training import classification, devices, objective, resume
+from pipeline.training import classification, devices, forecasting, objective, resume
 from pipeline.training.callbacks import best_checkpoint, build_callbacks, interrupt_check
 from pipeline.training.compile import compile_model, optimizer_settings
 
@@ -169,6 +169,11 @@ def _fit_and_log(
             metrics = {f"val_{k}": float(v) for k, v in scores.items()}
         scores = model.evaluate(test_ds, return_dict=True, verbose=0, callbacks=stop)
         metrics.update({f"test_{k}": float(v) for k, v in scores.items()})
+        if forecasting.is_forecast(data):  # original units, beside persistence and seasonal naive
+            season = getattr(conf.data, "season", None)
+            metrics = forecasting.apply(
+                metrics, forecasting.forecast_metrics(model, data, test_ds, season)
+            )
         if data.spec.task == "classification":
             metrics.update(
                 classification.class_scores(model, data, {"val": val_ds, "test": test_ds})
