@@ -103,7 +103,10 @@ def test_out_of_range_names_the_key(override, key):
 
 @pytest.mark.parametrize(
     ("overrides", "key"),
-    [(["data=csv"], "data.path"), (["data=csv", "data.path=x.csv"], "data.target")],
+    [
+        (["data=csv", "data.target=value"], "data.path"),
+        (["data=csv", "data.path=x.csv"], "data.target"),
+    ],
 )
 def test_missing_required_value_is_named_with_its_fix(overrides, key):
     with pytest.raises(ConfigError) as err:

@@ -154,6 +154,7 @@ FILES = {
     "bad_TRAIN.ts": "@problemName X\n@classLabel true a b\n@data\n1,x,2:a\n",
     "bad_TEST.ts": "@problemName X\n@classLabel true a b\n@data\n1,2:a\n",
     "inf.csv": HEADER + "".join(f"{i},{'inf' if i == 30 else i}\n" for i in range(60)),
+    "gap.csv": HEADER + "".join(f"2020-{m:02d}-01,{m}\n" for m in (1, 2, 3, 4, 6, 7, 8, 9)),
 }
 
 
@@ -189,6 +190,12 @@ def bad_inputs(tmp: Path):
         ([*csv, f"data.path={tmp / 'inf.csv'}"], "infinite value"),
         ([*csv, f"data.path={tmp / 'short.csv'}"], "too few"),
         (["data=csv", "data.target=price", f"data.path={tmp / 'short.csv'}"], "not found"),
+        ([*csv, "data.time=t", f"data.path={tmp / 'gap.csv'}"], "not evenly spaced"),
+        (
+            [*csv, "data.time=t", f"data.path={tmp / 'short.csv'}"],
+            "holds values that are not dates",
+        ),
+        (["data=airline", "data.level=trend"], "`data.level`"),
         (["data=mnist", f"data.data_dir={tmp}", "data.download=false"], "`data=mnist1d`"),
         (["tracking.uri=http://127.0.0.1:9"], "Cannot reach the MLflow tracking server"),
         ([f"tracking.uri=sqlite:///{tmp / 'plain-file.csv'}/mlflow.db"], "is not writable"),

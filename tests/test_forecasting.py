@@ -133,3 +133,41 @@ def test_train_logs_baselines_and_the_missing_count(store, tmp_path):
     assert run.data.tags["data.missing_filled"] == "3"
     # The series climbs by 1 a row: persistence is off by exactly 1, in the series' units.
     assert run.data.metrics["test_rmse_persistence"] == pytest.approx(1.0)
+
+
+def test_log_transform_is_undone_for_the_scores(tmp_path):
+    import keras
+
+    # Rows 1, 2, 4, 8, ...: in logs a straight line, so persistence is off by a factor of 2.
+    path = tmp_path / "growth.csv"
+    path.write_text("t,value\n" + "".join(f"{i},{2.0 ** (i / 4)}\n" for i in range(80)))
+    cfg = data_conf(
+        "data=csv", f"data.path={path}", "data.target=value", "data.transform=log",
+        "data.window=4", "data.season=null",
+    )  # fmt: skip
+    data = make_datasets(cfg, seed=0)
+    assert data.scaler["log"] is True
+    np.testing.assert_allclose(data.train_target[:3], [1.0, 2**0.25, 2**0.5])  # original units
+    zeros = keras.Sequential([keras.Input((4, 1)), keras.layers.Flatten(), keras.layers.Dense(1)])
+    zeros.layers[-1].set_weights([np.zeros((4, 1)), np.zeros(1)])
+    out = forecasting.forecast_metrics(zeros, data, data.test, season=None)
+    _, y = data.arrays["test"]
+    y_orig = np.exp(y * data.scaler["std"] + data.scaler["mean"])
+    np.testing.assert_allclose(y_orig[0, 0], 2.0 ** ((80 - 12) / 4), rtol=1e-4)
+    # Predicting 0 (scaled) is exp(the training rows' mean log), the geometric mean.
+    geo = np.exp(data.scaler["mean"])
+    assert out["test_mae"] == pytest.approx(np.mean(np.abs(y_orig - geo)), rel=1e-4)
+    assert out["test_mae_persistence"] == pytest.approx(
+        np.mean(y_orig * (1 - 2**-0.25)), rel=1e-4
+    )
+
+
+def test_log_transform_refuses_values_at_or_below_zero(tmp_path):
+    path = tmp_path / "signs.csv"
+    path.write_text("t,value\n" + "".join(f"{i},{i - 3}\n" for i in range(60)))
+    cfg = data_conf(
+        "data=csv", f"data.path={path}", "data.target=value", "data.transform=log",
+        "data.season=null",
+    )  # fmt: skip
+    with pytest.raises(DataError, match=r"transform=log.*4 value\(s\).*row 1: -3"):
+        make_datasets(cfg, seed=0)

@@ -24,10 +24,14 @@ from pipeline.config.errors import ConfigError, invalid_value
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 CELLS = ("simple_rnn", "lstm", "gru")
+POOLINGS = ("last", "mean", "attention")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "elu", "gelu", "linear", "hard_sigmoid", "swish")
 TARGET_MODES = ("next", "sequence")
+LEVELS = ("none", "last", "mean")  # what a forecasting model subtracts from each window
+TRANSFORMS = ("none", "log")  # applied to the target before scaling, undone for the scores
 MISSING_POLICIES = ("error", "drop", "ffill", "interpolate")
+AEON_SERIES = ("airline", "lynx", "shampoo", "uschange")  # pipeline.data.tables reads their files
 
 
 def _check_int(key: str, value: int, low: int = 1) -> None:
@@ -113,6 +117,8 @@ class SeriesDataConfig(DataConfig):
     target_mode: str = MISSING
     scale: bool = MISSING
     season: int | None = MISSING  # period of the seasonal-naive baseline and MASE (None: none)
+    level: str = MISSING  # each window's level (last value, mean) taken out and added back
+    transform: str = MISSING  # the target's transformation before scaling (log: multiplicative)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -126,6 +132,8 @@ class SeriesDataConfig(DataConfig):
         _check_int("data.window", self.window)
         _check_int("data.horizon", self.horizon)
         _check_choice("data.target_mode", self.target_mode, TARGET_MODES)
+        _check_choice("data.level", self.level, LEVELS)
+        _check_choice("data.transform", self.transform, TRANSFORMS)
         if self.season is not None:
             _check_int("data.season", self.season)
             if self.season > self.window:  # the seasonal-naive forecast reads it from the window
@@ -155,15 +163,32 @@ class SunspotsDataConfig(SeriesDataConfig):
 
 
 @dataclass
-class CsvDataConfig(SeriesDataConfig):
-    path: str = MISSING
+class TableSeriesDataConfig(SeriesDataConfig):
+    """A series read from a table's columns: the target, input features, an optional date
+    column and a policy for empty cells."""
+
     target: str = MISSING
     features: list[str] = MISSING
+    time: str | None = MISSING
     missing: str = MISSING
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_choice("data.missing", self.missing, MISSING_POLICIES)
+
+
+@dataclass
+class CsvDataConfig(TableSeriesDataConfig):
+    path: str = MISSING
+
+
+@dataclass
+class AeonSeriesDataConfig(TableSeriesDataConfig):
+    """A forecasting series aeon ships in its package (`name`: airline, lynx, shampoo, uschange)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_choice("data.name", self.name, AEON_SERIES)
 
 
 @dataclass
@@ -174,6 +199,7 @@ class UeaDataConfig(DataConfig):
     path: str | None = MISSING
     max_length: int | None = MISSING
     normalize: bool = MISSING
+    bucket_by_length: bool = MISSING  # batch similar lengths together (pipeline/data/buckets.py)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -196,6 +222,7 @@ class SequencesDataConfig(DataConfig):
     test_fraction: float = MISSING
     max_length: int | None = MISSING
     normalize: bool = MISSING
+    bucket_by_length: bool = MISSING  # batch similar lengths together (pipeline/data/buckets.py)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -240,6 +267,7 @@ DATA_SCHEMAS = {
     "sine": SineDataConfig,
     "sunspots": SunspotsDataConfig,
     "csv": CsvDataConfig,
+    "aeon_series": AeonSeriesDataConfig,
     "uea": UeaDataConfig,
     "sequences": SequencesDataConfig,
     "tfds": TfdsDataConfig,
@@ -262,6 +290,7 @@ class ModelConfig:
     recurrent_activation: str = MISSING
     unroll: bool = MISSING
     return_sequences: bool = MISSING
+    pooling: str = MISSING
     conv_filters: list[int] = MISSING
     conv_kernel: int = MISSING
     head_units: list[int] = MISSING
@@ -274,6 +303,14 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check_choice("model.cell", self.cell, CELLS)
+        _check_choice("model.pooling", self.pooling, POOLINGS)
+        if self.pooling != "last" and self.return_sequences:
+            raise ConfigError(
+                f"`model.pooling={self.pooling}` pools the steps into one output, and "
+                "`model.return_sequences=true` asks for an output at every step. Set "
+                "`model.pooling=last` to keep the per-step outputs, or "
+                "`model.return_sequences=false` to pool."
+            )
         _check_learning_rate("model.learning_rate", self.learning_rate)
         if self.clipnorm is not None and self.clipnorm <= 0:
             raise invalid_value("model.clipnorm", "a positive number or null", self.clipnorm)

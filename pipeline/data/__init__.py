@@ -6,8 +6,8 @@ import numpy as np
 
 from pipeline.config import DataConfig
 from pipeline.config.errors import ConfigError
-from pipeline.config.schema import SequencesDataConfig, UeaDataConfig
-from pipeline.data import mnist1d, sequences, series, tfds_rows, uea
+from pipeline.config.schema import SequencesDataConfig, TableSeriesDataConfig, UeaDataConfig
+from pipeline.data import mnist1d, sequences, series, tables, tfds_rows, uea
 from pipeline.data.datasets import Datasets, DataSpec, build_datasets, to_tf_dataset
 
 __all__ = ["DataSpec", "Datasets", "build_datasets", "make_datasets", "to_tf_dataset"]
@@ -27,11 +27,12 @@ def make_datasets(cfg: DataConfig, seed: int) -> Datasets:
         "mnist1d": mnist1d.load,
         "sine": series.load_sine,
         "sunspots": series.load_sunspots,
-        "csv": series.load_csv,
         "toy": _toy,
     }
     if isinstance(cfg, UeaDataConfig):  # `data.name` is the archive's dataset name
         return uea.load(cfg, seed)
+    if isinstance(cfg, TableSeriesDataConfig):  # a user's CSV or a series aeon ships
+        return tables.load(cfg, seed)
     if isinstance(cfg, SequencesDataConfig):
         return sequences.load(cfg, seed)
     if cfg.name in loaders:

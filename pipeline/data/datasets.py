@@ -26,6 +26,9 @@ class DataSpec:
     # (None: the inputs go in as they are).
     channel_mean: tuple[float, ...] | None = None
     channel_variance: tuple[float, ...] | None = None
+    # Forecasting: the model takes each window's level ("last" value or "mean") out of its
+    # inputs and adds the target's back to its forecast, so it can follow a trend (None: not).
+    level: str | None = None
 
 
 @dataclass
@@ -39,9 +42,12 @@ class Datasets:
     # Where the data came from: a loader name plus its arguments, logged with the run.
     source: dict[str, Any] = field(default_factory=dict)
     # Train-split mean/std used for scaling regression data, to report in original units.
-    scaler: dict[str, float] = field(default_factory=dict)
+    # ("log": True when the target's logarithm was scaled, `data.transform=log`.)
+    scaler: dict[str, Any] = field(default_factory=dict)
     # Forecasting: the target over the training rows, in original units (MASE's scale).
     train_target: np.ndarray | None = None
+    # Forecasting with `data.time`: the date of each test window's first target (the plot's x).
+    test_times: np.ndarray | None = None
     # Classification: the name of each class index, as the data spells it.
     class_names: list[str] = field(default_factory=list)
     # Facts about the data for the run's tags (lengths, padding, truncation, values filled).
@@ -85,15 +91,17 @@ def build_datasets(arrays, spec: DataSpec, cfg: DataConfig, seed: int, **extra) 
                     "`data.scale` if its values overflow when standardised."
                 )
     map_fn = extra.pop("map_fn", None)
+    # A source that batches its own way (labelled.py's length buckets) passes
+    # `batches(split, x, y, batch_size, shuffle)` -> a tf.data pipeline.
+    batches = extra.pop("batches", None)
+    if batches is None:
+
+        def batches(split, x, y, batch_size, shuffle):
+            return to_tf_dataset(x, y, batch_size, shuffle, seed, cfg.cache, map_fn)
+
     pipes = {
-        split: to_tf_dataset(
-            x,
-            y,
-            cfg.batch_size if split == "train" else cfg.eval_batch,
-            split == "train",
-            seed,
-            cfg.cache,
-            map_fn,
+        split: batches(
+            split, x, y, cfg.batch_size if split == "train" else cfg.eval_batch, split == "train"
         )
         for split, (x, y) in arrays.items()
     }

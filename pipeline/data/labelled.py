@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.config.errors import DataError
+from pipeline.data.buckets import bucket_bounds, bucketed_pipeline, padding_share
 from pipeline.data.datasets import Datasets, DataSpec, build_datasets
 
 # What padded steps hold. Keras' Masking masks a step whose every channel equals it; a value
@@ -42,6 +43,27 @@ def stratified_split(labels: np.ndarray, share: float, seed: int, groups=None):
         ) from None
 
 
+def length_buckets(splits: dict, length: int, cfg, seed: int):
+    """`data.bucket_by_length`: build_datasets' `batches` for pipelines bucketed by length
+    (bounds from the training lengths), and the run's tags saying what they pad."""
+    steps = {
+        split: np.minimum([len(s) for s in seqs], length) for split, (seqs, _) in splits.items()
+    }
+    bounds = bucket_bounds(steps["train"], cfg.batch_size)
+
+    def batches(split, x, y, batch_size, shuffle):
+        options = dict(shuffle=shuffle, seed=seed, cache=cfg.cache)
+        return bucketed_pipeline(x, steps[split], y, batch_size, bounds, **options)
+
+    tags = {
+        "data.length_buckets": ",".join(map(str, bounds)),
+        # Exact for the batches built: each sequence is padded to its bucket's bound, whichever
+        # batch it lands in.
+        "data.padding_share_bucketed": f"{padding_share(steps['train'], bounds):.3f}",
+    }
+    return batches, tags
+
+
 def labelled_datasets(splits: dict, classes: list[str], cfg, seed: int, source: dict) -> Datasets:
     """Datasets from {split: (list of (steps, channels) arrays, string labels)}; `classes`, the
     sorted label names, has at least two (the loaders say which file has only one)."""
@@ -69,10 +91,12 @@ def labelled_datasets(splits: dict, classes: list[str], cfg, seed: int, source: 
     # model's own Normalization layer, so the logged model takes raw values.
     steps = np.concatenate([s[:length] for s in splits["train"][0]])
     variable = bool(lengths.min() != lengths.max()) or truncated > 0
+    bucketed = cfg.bucket_by_length and variable  # equal lengths: nothing to bucket
     padded = sum(int((x == PAD_VALUE).all(axis=-1).sum()) for x, _ in arrays.values())
     total = sum(x.shape[0] * x.shape[1] for x, _ in arrays.values())
     spec = DataSpec(
-        input_shape=(length, int(channels.pop())),
+        # Bucketed batches differ in length, so the model takes any number of steps.
+        input_shape=(None if bucketed else length, int(channels.pop())),
         task="classification",
         output_size=len(classes),
         mask_value=PAD_VALUE if variable else None,
@@ -87,4 +111,10 @@ def labelled_datasets(splits: dict, classes: list[str], cfg, seed: int, source: 
         "data.padding_share": f"{padded / total:.3f}",
         "data.classes": ",".join(classes)[:500],
     }
-    return build_datasets(arrays, spec, cfg, seed, source=source, class_names=classes, tags=tags)
+    extra = {}
+    if bucketed:
+        extra["batches"], bucket_tags = length_buckets(splits, length, cfg, seed)
+        tags.update(bucket_tags)
+    return build_datasets(
+        arrays, spec, cfg, seed, source=source, class_names=classes, tags=tags, **extra
+    )

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.config import ModelConfig
 from pipeline.config.errors import ConfigError
+from pipeline.models.levels import assemble
 
 if TYPE_CHECKING:  # the data stage's output; the model stage only reads its fields
     from pipeline.data import DataSpec
@@ -38,8 +39,23 @@ def recurrent_layer(cfg: ModelConfig, return_sequences: bool, name: str):
     return layer
 
 
+def pooling_layer(pooling: str):
+    """What `model.pooling` puts after the last recurrent layer's sequence output (None for
+    "last": that layer then returns its final state itself). Both honour the padding mask."""
+    from keras import layers
+
+    from pipeline.models.layers import AttentionPooling
+
+    if pooling == "mean":
+        return layers.GlobalAveragePooling1D(name="mean_pooling")  # mean over unmasked steps
+    if pooling == "attention":
+        return AttentionPooling(name="attention_pooling")
+    return None
+
+
 def build_model(cfg: ModelConfig, spec: DataSpec):
-    """Stack `num_layers` recurrent layers, the dense head and the task's output layer.
+    """Stack `num_layers` recurrent layers, the pooling over steps (`model.pooling`), the dense
+    head and the task's output layer.
 
     Classification ends in logits (pair with from_logits=True losses); regression is linear.
     The output layer is float32 so mixed precision keeps a numerically safe loss.
@@ -48,6 +64,14 @@ def build_model(cfg: ModelConfig, spec: DataSpec):
     from keras import layers
 
     sequence_out = cfg.return_sequences or spec.sequence_output
+    if cfg.pooling != "last" and spec.sequence_output:
+        # ModelConfig refuses it with `model.return_sequences=true`; only the data knows this.
+        raise ConfigError(
+            f"`model.pooling={cfg.pooling}` pools the steps into one output, but this data has "
+            "a target at every step (`data.target_mode=sequence`). Set `model.pooling=last`, "
+            "or `data.target_mode=next` to predict after the window."
+        )
+    pooled = cfg.pooling != "last"  # the last recurrent layer then returns every step
     stack = [keras.Input(shape=spec.input_shape, name="sequence")]
     if spec.mask_value is not None:  # padded at the end: LSTM/GRU keep the cuDNN kernel
         stack.append(layers.Masking(mask_value=spec.mask_value, name="padding_mask"))
@@ -59,9 +83,11 @@ def build_model(cfg: ModelConfig, spec: DataSpec):
         )
     if cfg.conv_filters and spec.mask_value is not None:
         # Keras' Conv1D drops the mask, so the recurrent layers would read the padding.
+        steps = spec.input_shape[0]  # None when batches are bucketed by length
+        how = f"{steps} steps at most" if steps else "bucketed by length"
         raise ConfigError(
             f"`model.conv_filters={list(cfg.conv_filters)}` needs sequences of one length, and "
-            f"these vary ({spec.input_shape[0]} steps at most, padded and masked). Set "
+            f"these vary ({how}, padded and masked). Set "
             "`model.conv_filters=[]`, or make them equal with `data.max_length` no longer than "
             "the shortest."
         )
@@ -71,13 +97,14 @@ def build_model(cfg: ModelConfig, spec: DataSpec):
         stack.append(layers.Activation("relu", name=f"conv_relu_{i}"))
     for i in range(cfg.num_layers):
         last = i == cfg.num_layers - 1
-        stack.append(
-            recurrent_layer(cfg, return_sequences=sequence_out or not last, name=f"{cfg.cell}_{i}")
-        )
+        every_step = sequence_out or pooled or not last
+        stack.append(recurrent_layer(cfg, return_sequences=every_step, name=f"{cfg.cell}_{i}"))
+    if pooled:
+        stack.append(pooling_layer(cfg.pooling))
     for i, units in enumerate(cfg.head_units):
         stack.append(layers.Dense(units, activation=cfg.head_activation, name=f"head_{i}"))
         if cfg.head_dropout > 0:
             stack.append(layers.Dropout(cfg.head_dropout, name=f"head_dropout_{i}"))
     name = "logits" if spec.task == "classification" else "prediction"
     stack.append(layers.Dense(spec.output_size, dtype="float32", name=name))
-    return keras.Sequential(stack, name=f"{cfg.cell}_x{cfg.num_layers}")
+    return assemble(stack, spec, name=f"{cfg.cell}_x{cfg.num_layers}")

@@ -13,7 +13,9 @@ def signature_of(model, example):
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    inputs = TensorSpec(example.dtype, (-1, *model.input_shape[1:]))
+    # -1 for any size: the batch, and the steps where batches are bucketed by length.
+    steps = tuple(-1 if d is None else d for d in model.input_shape[1:])
+    inputs = TensorSpec(example.dtype, (-1, *steps))
     outputs = TensorSpec(np.dtype(model.outputs[0].dtype), (-1, *model.output_shape[1:]))
     return ModelSignature(Schema([inputs]), Schema([outputs]))
 

@@ -55,19 +55,30 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int, n
     return fig, counts
 
 
-def predicted_vs_actual(y_true: np.ndarray, y_pred: np.ndarray, scaler: dict | None = None):
-    """Forecasts against targets over the test split (in original units when scaled)."""
+def original_units(values, scaler: dict) -> np.ndarray:
+    """Scaled target values back in the series' units: unscaled, then exp if `data.transform=log`."""
+    out = np.asarray(values, dtype=np.float64) * scaler.get("std", 1.0) + scaler.get("mean", 0.0)
+    return np.exp(out) if scaler.get("log") else out
+
+
+def predicted_vs_actual(
+    y_true: np.ndarray, y_pred: np.ndarray, scaler: dict | None = None, times=None
+):
+    """Forecasts against targets over the test split (in original units when scaled), over the
+    dates of the targets when the series has them (`times`)."""
     if scaler:
-        y_true = y_true * scaler["std"] + scaler["mean"]
-        y_pred = y_pred * scaler["std"] + scaler["mean"]
+        y_true, y_pred = original_units(y_true, scaler), original_units(y_pred, scaler)
     # First predicted value of each window: consecutive windows then read as one series.
     true_first = y_true.reshape(len(y_true), -1)[:, 0]
     pred_first = y_pred.reshape(len(y_pred), -1)[:, 0]
     fig = _figure(10.0, 4.0)
     series, scatter = fig.subplots(1, 2, width_ratios=[2, 1])
-    series.plot(true_first, label="actual")
-    series.plot(pred_first, label="predicted")
-    series.set(title="test split", xlabel="window")
+    x = np.arange(len(true_first)) if times is None else np.asarray(times)[: len(true_first)]
+    series.plot(x, true_first, label="actual")
+    series.plot(x, pred_first, label="predicted")
+    series.set(title="test split", xlabel="window" if times is None else "date")
+    if times is not None:
+        fig.autofmt_xdate()
     series.legend()
     scatter.scatter(y_true.ravel(), y_pred.ravel(), s=6, alpha=0.5)
     low, high = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
@@ -84,18 +95,41 @@ def model_summary(model) -> str:
 
 
 def predict(model, dataset, chunk: int = 4096) -> np.ndarray:
-    """The model's outputs on every batch of `dataset`, computed eagerly in large chunks.
+    """The model's outputs on every batch of `dataset`, in the pipeline's order."""
+    return predict_with_targets(model, dataset, chunk)[0]
+
+
+def predict_with_targets(model, dataset, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """(the model's outputs, the targets) over every batch of `dataset`, in the pipeline's
+    order, computed eagerly in large chunks. Targets come from the pipeline, not the split's
+    arrays: batches bucketed by length (`data.bucket_by_length`) come in another order.
 
     `model.predict` would trace a third tf.function after fit's train and test ones: about 2 s
     per run on CPU, more than the forward pass itself, and paid again by every sweep trial.
+    Batches of different lengths (buckets) run together by length, one chunk per length.
     """
-    inputs = np.concatenate([np.asarray(x) for x, _ in dataset])
-    outputs = [model(inputs[i : i + chunk], training=False) for i in range(0, len(inputs), chunk)]
-    return np.concatenate([np.asarray(o, dtype=np.float32) for o in outputs])
+    batches = [(np.asarray(x), np.asarray(y)) for x, y in dataset]
+    outputs: list = [None] * len(batches)
+    for shape in {x.shape[1:] for x, _ in batches}:
+        same = [i for i, (x, _) in enumerate(batches) if x.shape[1:] == shape]
+        inputs = np.concatenate([batches[i][0] for i in same])
+        out = [model(inputs[i : i + chunk], training=False) for i in range(0, len(inputs), chunk)]
+        out = np.concatenate([np.asarray(o, dtype=np.float32) for o in out])
+        cuts = np.cumsum([len(batches[i][0]) for i in same])[:-1]
+        for i, part in zip(same, np.split(out, cuts), strict=True):
+            outputs[i] = part
+    return np.concatenate(outputs), np.concatenate([y for _, y in batches])
 
 
 def draw(
-    history: dict, y_true, y_pred, task: str, num_classes: int, scaler=None, class_names=None
+    history: dict,
+    y_true,
+    y_pred,
+    task: str,
+    num_classes: int,
+    scaler=None,
+    class_names=None,
+    times=None,
 ) -> dict:
     """Every picture of a run, by name: learning curves, then the confusion matrix (classes
     predicted, for classification) or predicted against actual values (regression)."""
@@ -103,7 +137,7 @@ def draw(
     if task == "classification":
         figures["confusion_matrix"], _ = confusion_matrix(y_true, y_pred, num_classes, class_names)
     else:
-        figures["predicted_vs_actual"] = predicted_vs_actual(y_true, y_pred, scaler)
+        figures["predicted_vs_actual"] = predicted_vs_actual(y_true, y_pred, scaler, times)
     return figures
 
 
@@ -111,20 +145,25 @@ def log_pictures(model, history: dict, test_ds, data) -> list[str]:
     """Log the model summary and every picture of the run to the active run; returns the
     artifact paths.
 
-    `test_ds` is the test pipeline as evaluated (possibly limited to its first batches); it is
-    never shuffled, so its targets are the first rows of `data.arrays["test"]`, read from there
-    rather than by iterating the pipeline a second time.
+    `test_ds` is the test pipeline as evaluated (possibly limited to its first batches); the
+    targets are read from it with the predictions, in one pass.
     """
     import mlflow
 
     spec = data.spec
-    y_pred = predict(model, test_ds)
-    y_true = data.arrays["test"][1][: len(y_pred)]
+    y_pred, y_true = predict_with_targets(model, test_ds)
     if spec.task == "classification":
         y_pred = y_pred.argmax(axis=-1)
     mlflow.log_text(model_summary(model), "model_summary.txt")
     figures = draw(
-        history, y_true, y_pred, spec.task, spec.output_size, data.scaler, data.class_names
+        history,
+        y_true,
+        y_pred,
+        spec.task,
+        spec.output_size,
+        data.scaler,
+        data.class_names,
+        data.test_times,
     )
     for name, fig in figures.items():
         mlflow.log_figure(fig, f"plots/{name}.png")

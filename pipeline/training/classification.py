@@ -3,20 +3,21 @@ weigh every class the same, so a rare class a model never predicts shows (accura
 
 from __future__ import annotations
 
-from pipeline.tracking.pictures import predict
+from pipeline.tracking.pictures import predict_with_targets
 
 
 def class_scores(model, data, pipelines: dict) -> dict[str, float]:
     """`{split}_f1_macro` and `{split}_balanced_accuracy` for each split's pipeline as evaluated
-    (never shuffled, so its targets are the first rows of `data.arrays[split]`)."""
+    (its targets read from it: batches bucketed by length come in another order than the
+    split's arrays)."""
     import warnings
 
     from sklearn.metrics import balanced_accuracy_score, f1_score
 
     scores = {}
     for split, pipeline in pipelines.items():
-        predicted = predict(model, pipeline).argmax(axis=-1)
-        true = data.arrays[split][1][: len(predicted)]
+        outputs, true = predict_with_targets(model, pipeline)
+        predicted = outputs.argmax(axis=-1)
         labels = list(range(data.spec.output_size))
         scores[f"{split}_f1_macro"] = float(
             f1_score(true, predicted, labels=labels, average="macro", zero_division=0)

@@ -73,15 +73,14 @@ def scores(
 def forecast_metrics(model, data, test_ds, season: int | None = None) -> dict[str, float]:
     """The model's forecast scores and its baselines' on `test_ds` (the test split, perhaps
     limited to its first batches), in original units."""
-    from pipeline.tracking.pictures import predict
+    from pipeline.tracking.pictures import original_units, predict
 
     pred = predict(model, test_ds)
     n = len(pred)
     x, y = data.arrays["test"][0][:n], data.arrays["test"][1][:n]
-    mean, std = data.scaler.get("mean", 0.0), data.scaler.get("std", 1.0)
 
     def original(a: np.ndarray) -> np.ndarray:
-        return np.asarray(a, dtype=np.float64).reshape(n, -1) * std + mean
+        return original_units(np.asarray(a).reshape(n, -1), data.scaler)
 
     # The target is the first input column (pipeline.data.series.windowed).
     return scores(original(y), original(pred), original(x[..., 0]), data.train_target, season)
