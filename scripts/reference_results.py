@@ -79,7 +79,13 @@ FORECAST_SERIES = ("sunspots", "airline", "lynx", "shampoo", "uschange")
 
 def spread(values: list[float], fmt: str = "{:.1f}") -> str:
     """Mean (range) of a metric over the seeds."""
-    return f"{fmt.format(np.mean(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+    show = number if fmt == "number" else fmt.format
+    return f"{show(np.mean(values))} ({show(min(values))}-{show(max(values))})"
+
+
+def number(value: float) -> str:
+    """Three significant digits, without an exponent for the lynx's thousands."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def forecast_table(extra: list[str]) -> str:
@@ -96,9 +102,9 @@ def forecast_table(extra: list[str]) -> str:
         seasonal = first.get("test_rmse_seasonal_naive")
         rows.append(
             f"| {series} | `python -m pipeline.train data={series}` "
-            f"| {spread([m['test_rmse'] for m, _, _ in results], '{:.3g}')} "
-            f"| {first['test_rmse_persistence']:.3g} "
-            f"| {'' if seasonal is None else f'{seasonal:.3g}'} "
+            f"| {spread([m['test_rmse'] for m, _, _ in results], 'number')} "
+            f"| {number(first['test_rmse_persistence'])} "
+            f"| {'' if seasonal is None else number(seasonal)} "
             f"| {spread([m['test_mase'] for m, _, _ in results], '{:.2f}')} "
             f"| {np.mean([t for _, t, _ in results]):.0f} s |"
         )
