@@ -4,6 +4,7 @@ split arrays become batched tf.data pipelines."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -106,3 +107,12 @@ def build_datasets(arrays, spec: DataSpec, cfg: DataConfig, seed: int, **extra) 
         for split, (x, y) in arrays.items()
     }
     return Datasets(pipes["train"], pipes["val"], pipes["test"], spec, arrays, **extra)
+
+
+def existing_file(path: str | Path, what: str, fix: str) -> Path:
+    """`path` (with `~` expanded) if it is a file, else the DataError every loader gives:
+    `what` names the file for the user, `fix` says what to pass instead."""
+    found = Path(path).expanduser()
+    if not found.is_file():
+        raise DataError(f"{what} does not exist (looked at {found.resolve()}). {fix}")
+    return found

@@ -6,25 +6,21 @@ sequence of one group (a subject, a speaker) stays in one split."""
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import numpy as np
 
 from pipeline.config.errors import DataError
 from pipeline.config.schema import SequencesDataConfig
-from pipeline.data.datasets import Datasets
+from pipeline.data.datasets import Datasets, existing_file
 from pipeline.data.labelled import labelled_datasets, stratified_split
 
 
 def read_table(cfg: SequencesDataConfig):
     import pandas as pd
 
-    path = Path(cfg.path).expanduser()
-    if not path.is_file():
-        raise DataError(
-            f"The table `data.path={cfg.path}` does not exist (looked at {path.resolve()}). "
-            "Pass an existing CSV or Parquet file."
-        )
+    path = existing_file(
+        cfg.path, f"The table `data.path={cfg.path}`", "Pass an existing CSV or Parquet file."
+    )
     try:
         frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
     except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many kinds on a bad file

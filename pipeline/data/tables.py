@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.config.errors import DataError
 from pipeline.config.schema import AeonSeriesDataConfig, CsvDataConfig, TableSeriesDataConfig
-from pipeline.data.datasets import Datasets
+from pipeline.data.datasets import Datasets, existing_file
 from pipeline.data.series import windowed
 
 # name -> (file under aeon/datasets/data, column renames). aeon's loaders (load_airline, ...)
@@ -40,12 +40,11 @@ def read_table(cfg: TableSeriesDataConfig) -> tuple:
         path = Path(str(files("aeon.datasets") / "data" / file))
         frame = pd.read_csv(path).rename(columns=renames)
         return frame.drop(columns=["Unnamed: 0"], errors="ignore"), path
-    path = Path(cfg.path).expanduser()
-    if not path.is_file():
-        raise DataError(
-            f"The CSV file `data.path={cfg.path}` does not exist (looked at {path.resolve()}). "
-            "Pass the path of an existing file, for example `data.path=/abs/path/series.csv`."
-        )
+    path = existing_file(
+        cfg.path,
+        f"The CSV file `data.path={cfg.path}`",
+        "Pass the path of an existing file, for example `data.path=/abs/path/series.csv`.",
+    )
     try:
         frame = pd.read_csv(path)
     except pd.errors.EmptyDataError:

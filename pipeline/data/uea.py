@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.config.errors import DataError
 from pipeline.config.schema import UeaDataConfig
-from pipeline.data.datasets import Datasets
+from pipeline.data.datasets import Datasets, existing_file
 from pipeline.data.labelled import labelled_datasets, stratified_split
 
 
@@ -46,13 +46,8 @@ def _pair(cfg: UeaDataConfig) -> tuple[Path, Path]:
             "`_TRAIN.ts`, with its `_TEST.ts` file beside it."
         )
     test = train.with_name(train.name.removesuffix("_TRAIN.ts") + "_TEST.ts")
-    for path in (train, test):
-        if not path.is_file():
-            raise DataError(
-                f"The .ts file {path} does not exist (looked at {path.resolve()}). Pass "
-                "`data.path=` the `_TRAIN.ts` file of a pair whose `_TEST.ts` lies beside it."
-            )
-    return train, test
+    fix = "Pass `data.path=` the `_TRAIN.ts` file of a pair whose `_TEST.ts` lies beside it."
+    return tuple(existing_file(path, f"The .ts file {path}", fix) for path in (train, test))
 
 
 def read_ts(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
