@@ -116,3 +116,14 @@ def existing_file(path: str | Path, what: str, fix: str) -> Path:
     if not found.is_file():
         raise DataError(f"{what} does not exist (looked at {found.resolve()}). {fix}")
     return found
+
+
+def check_columns(frame, wanted: list[str], path, keys: str) -> None:
+    """Refuse a table lacking any of `wanted`, listing the columns it has and the config
+    keys (`keys`, as the message says them) that name columns."""
+    absent = [c for c in wanted if c not in frame.columns]
+    if absent:
+        raise DataError(
+            f"Column(s) {', '.join(absent)} not found in {path}; it has: "
+            f"{', '.join(map(str, frame.columns))}. Set {keys} to these names."
+        )

@@ -11,7 +11,7 @@ import numpy as np
 
 from pipeline.config.errors import DataError
 from pipeline.config.schema import SequencesDataConfig
-from pipeline.data.datasets import Datasets, existing_file
+from pipeline.data.datasets import Datasets, check_columns, existing_file
 from pipeline.data.labelled import labelled_datasets, stratified_split
 
 
@@ -29,13 +29,8 @@ def read_table(cfg: SequencesDataConfig):
             f"({type(exc).__name__}: {exc}). Check the file's format."
         ) from None
     named = [c for c in (cfg.id, cfg.label, cfg.order, cfg.group, *cfg.features) if c]
-    missing = [c for c in named if c not in frame.columns]
-    if missing:
-        raise DataError(
-            f"Column(s) {', '.join(missing)} not found in {path}; it has: "
-            f"{', '.join(map(str, frame.columns))}. Set `data.id`, `data.label`, `data.order`, "
-            "`data.group` and `data.features` to these names."
-        )
+    keys = "`data.id`, `data.label`, `data.order`, `data.group` and `data.features`"
+    check_columns(frame, named, path, keys)
     return path, frame
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.config.errors import DataError
 from pipeline.config.schema import AeonSeriesDataConfig, CsvDataConfig, TableSeriesDataConfig
-from pipeline.data.datasets import Datasets, existing_file
+from pipeline.data.datasets import Datasets, check_columns, existing_file
 from pipeline.data.series import windowed
 
 # name -> (file under aeon/datasets/data, column renames). aeon's loaders (load_airline, ...)
@@ -184,13 +184,7 @@ def read_series(cfg: TableSeriesDataConfig):
     frame, path = read_table(cfg)
     columns = [cfg.target] + [c for c in cfg.features if c != cfg.target]
     wanted = columns + ([cfg.time] if cfg.time else [])
-    absent = [c for c in wanted if c not in frame.columns]
-    if absent:
-        raise DataError(
-            f"Column(s) {', '.join(absent)} not found in {path}; it has: "
-            f"{', '.join(map(str, frame.columns))}. Set `data.target`, `data.features` and "
-            "`data.time` to these names."
-        )
+    check_columns(frame, wanted, path, "`data.target`, `data.features` and `data.time`")
     if len(frame) == 0:
         raise DataError(f"The CSV file {path} has a header but no rows. Add one row per time step.")
     values, counts = fill_missing(numeric_columns(frame, columns, cfg, path), cfg.missing)
