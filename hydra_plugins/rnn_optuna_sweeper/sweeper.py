@@ -46,12 +46,20 @@ class RnnOptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
+        from pipeline.cli.preflight import fail
+        from pipeline.config import PipelineError
         from pipeline.sweeps.runner import Sweep
         from pipeline.sweeps.space import SearchSpace
 
         space = SearchSpace.build(self.params, arguments)
-        sweep = Sweep(self.settings, space, self.config, self.algorithms)
-        return sweep.run(lambda batch, first: self.launcher.launch(batch, initial_job_idx=first))
+        try:
+            sweep = Sweep(self.settings, space, self.config, self.algorithms)
+            return sweep.run(
+                lambda batch, first: self.launcher.launch(batch, initial_job_idx=first)
+            )
+        except PipelineError as exc:
+            # Hydra would print it under a traceback; a single run prints the paragraph alone.
+            fail(exc)
 
 
 def _plain(node: Any) -> Any:

@@ -3,7 +3,8 @@
 A storage is given as text so it can travel to each job as a config override: a file path is an
 Optuna journal file (safe for several processes on one machine, and what `optuna-dashboard PATH`
 opens), `redis://...` a journal in Redis, anything else with `://` a database URL (PostgreSQL or
-MySQL for many machines; SQLite is not safe for parallel writers).
+MySQL for many machines, opened by pipeline.sweeps.database; SQLite is not safe for parallel
+writers).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import warnings
 from pathlib import Path
 
 import optuna
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages import BaseStorage, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from pipeline.sweeps.database import open_database
 from pipeline.tracking.store import default_store_dir, sqlite_path
 
 JOURNAL_NAME = "journal.log"
@@ -36,7 +38,10 @@ def is_journal_file(url: str) -> bool:
 
 
 def open_storage(url: str) -> BaseStorage:
-    """The Optuna storage behind a path or URL (see the module docstring)."""
+    """The Optuna storage behind a path or URL (see the module docstring).
+
+    Raises PipelineError when a database cannot be opened (no driver, no server, a bad URL).
+    """
     if is_journal_file(url):
         from optuna.storages.journal import JournalFileBackend
 
@@ -47,7 +52,7 @@ def open_storage(url: str) -> BaseStorage:
         from optuna.storages.journal import JournalRedisBackend
 
         return JournalStorage(JournalRedisBackend(url))
-    return RDBStorage(url)
+    return open_database(url)
 
 
 @contextlib.contextmanager
