@@ -119,6 +119,7 @@ def test_predictions_and_targets_stay_paired_in_bucketed_order(both):
     np.testing.assert_allclose(outputs, expected[order], atol=1e-5)
 
 
+@pytest.mark.slow  # an end-to-end run
 def test_bucketed_run_logs_a_model_that_takes_any_length(store, tmp_path):
     import mlflow
 

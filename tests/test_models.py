@@ -171,6 +171,7 @@ def test_pooling_is_refused_with_outputs_at_every_step(pooling):
         model_cfg(pooling="max")
 
 
+@pytest.mark.slow  # an end-to-end run
 def test_attention_pooling_trains_end_to_end_on_padded_sequences(store, tmp_path):
     import keras
 

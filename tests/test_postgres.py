@@ -148,6 +148,7 @@ while url := sys.stdin.readline().strip():
 ROUNDS = 5  # without the guard one round fails about 2 times in 3, so five nearly always do
 
 
+@pytest.mark.slow  # five rounds of four processes, each importing Optuna and SQLAlchemy
 def test_workers_started_together_on_an_empty_database_share_one_study(new_database):
     workers = [
         subprocess.Popen(
