@@ -157,9 +157,7 @@ def test_log_transform_is_undone_for_the_scores(tmp_path):
     # Predicting 0 (scaled) is exp(the training rows' mean log), the geometric mean.
     geo = np.exp(data.scaler["mean"])
     assert out["test_mae"] == pytest.approx(np.mean(np.abs(y_orig - geo)), rel=1e-4)
-    assert out["test_mae_persistence"] == pytest.approx(
-        np.mean(y_orig * (1 - 2**-0.25)), rel=1e-4
-    )
+    assert out["test_mae_persistence"] == pytest.approx(np.mean(y_orig * (1 - 2**-0.25)), rel=1e-4)
 
 
 def test_log_transform_refuses_values_at_or_below_zero(tmp_path):
