@@ -80,6 +80,34 @@ def trainer_cfg(**fields):
     return validate(make_cfg(*as_overrides("trainer", fields))).trainer
 
 
+def child_env(extra: dict | None = None) -> dict:
+    """The environment for a subprocess running this checkout's code, even when the installed
+    copy is another checkout's; `extra` is added."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **(extra or {})}
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nothing listens on now (the OS picks it; closed before we return)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def sweeps_together(args: list[str], count: int, cwd: Path, env: dict) -> None:
+    """Start `count` processes of `python -m pipeline.train -m ARGS` at once; each must exit 0."""
+    command = [sys.executable, "-m", "pipeline.train", "-m", *args]
+    sweeps = [
+        subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(count)
+    ]
+    for sweep in sweeps:
+        _, err = sweep.communicate(timeout=600)
+        assert sweep.returncode == 0, err.decode()[-3000:]
+
+
 def run_cli(
     *args: str,
     env_extra: dict | None = None,
@@ -89,9 +117,7 @@ def run_cli(
     env_remove: tuple[str, ...] = (),
 ):
     """Run `python [FLAGS] -m pipeline.train ARGS` in a subprocess; returns the CompletedProcess."""
-    # This checkout's code, even when the installed copy is another checkout's.
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path, **(env_extra or {})}
+    env = child_env(env_extra)
     for name in env_remove:
         env.pop(name, None)
     return subprocess.run(

@@ -10,7 +10,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,17 +19,13 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import ROOT, run_cli, runs_in
+from conftest import child_env, free_port, run_cli, runs_in, sweeps_together
 from optuna.trial import TrialState
 
 from pipeline.config import PipelineError
 from pipeline.sweeps.storage import open_storage
 
 WORKERS = 4
-CHILD_ENV = {
-    **os.environ,
-    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-}
 
 
 def pg_binary(name: str) -> str | None:
@@ -51,13 +46,6 @@ def server_account() -> pwd.struct_passwd | None:
         except KeyError:
             continue
     pytest.skip("running as root with no `postgres` or `nobody` account to run PostgreSQL as")
-
-
-def free_port() -> int:
-    """A port nothing listens on now (the OS picks it; closed again before we return)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_as(account, *args, cwd: Path) -> None:
@@ -153,7 +141,7 @@ def test_workers_started_together_on_an_empty_database_share_one_study(new_datab
     workers = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER],
-            env=CHILD_ENV,
+            env=child_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -270,18 +258,8 @@ COLD_SWEEP = [
 def test_two_sweeps_started_together_on_an_empty_database(store, tmp_path, empty_database):
     # The whole sweeper on a fresh database. Start-up jitter rarely lines the two storage openings
     # up; the race itself is the first test's.
-    args = [sys.executable, "-m", "pipeline.train", "-m", *COLD_SWEEP]
-    args.append(f"hydra.sweeper.storage={empty_database}")
-    env = {**CHILD_ENV, "MLFLOW_TRACKING_URI": store}
-    sweeps = [
-        subprocess.Popen(
-            args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        for _ in range(2)
-    ]
-    for sweep in sweeps:
-        _, err = sweep.communicate(timeout=600)
-        assert sweep.returncode == 0, err.decode()[-3000:]
+    args = [*COLD_SWEEP, f"hydra.sweeper.storage={empty_database}"]
+    sweeps_together(args, 2, tmp_path, child_env({"MLFLOW_TRACKING_URI": store}))
     trials = optuna.load_study(study_name="cold", storage=open_storage(empty_database)).trials
     # No cross-process claim lock on a database: two workers may overshoot by one trial.
     assert 4 <= len(trials) <= 5

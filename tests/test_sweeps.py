@@ -3,14 +3,11 @@ trial, pruning, resume, cooperating workers and failing trials; plus plain Hydra
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
 import pytest
-from conftest import ROOT, run_cli, runs_in
+from conftest import child_env, run_cli, runs_in, sweeps_together
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
@@ -163,18 +160,7 @@ def test_pruned_trials_are_pruned_in_optuna_and_killed_in_mlflow(store, tmp_path
 
 @pytest.mark.slow
 def test_two_workers_share_one_study_with_exactly_n_trials(store, tmp_path):
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
-    args = [sys.executable, "-m", "pipeline.train", "-m", *TINY, "hydra.sweeper.n_trials=3"]
-    workers = [
-        subprocess.Popen(
-            args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        for _ in range(2)
-    ]
-    for worker in workers:
-        _, err = worker.communicate(timeout=600)
-        assert worker.returncode == 0, err.decode()[-3000:]
+    sweeps_together([*TINY, "hydra.sweeper.n_trials=3"], 2, tmp_path, child_env())
     trials = study_trials(store)
     assert sorted(t.number for t in trials) == [0, 1, 2]
     assert all(t.state == TrialState.COMPLETE for t in trials)

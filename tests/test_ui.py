@@ -14,19 +14,13 @@ import urllib.request
 from types import SimpleNamespace
 
 import pytest
-from conftest import ROOT, make_cfg, runs_in
+from conftest import ROOT, free_port, make_cfg, runs_in
 from test_environment import gpus_on_this_machine
 
 from pipeline.cli.ui import server_command
 from pipeline.train import train
 
 RUN_NAME = "ui-smoke-run"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str) -> bytes:
