@@ -3,6 +3,7 @@ trial, pruning, resume, cooperating workers and failing trials; plus plain Hydra
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import optuna
@@ -74,14 +75,36 @@ def test_search_space_maps_hydra_sweep_grammar_to_optuna():
 
 def test_stale_running_trial_is_failed_and_requeued(tmp_path):
     path = str(tmp_path / "journal.log")
-    study = optuna.create_study(storage=sweep_storage.open_storage(path), study_name="s")
+    storage = sweep_storage.open_storage(path)
+    study = optuna.create_study(storage=storage, study_name="s")
     trial = study.ask({"x": IntDistribution(1, 9)})  # a worker claims it, then dies
     fresh = study.ask({"x": IntDistribution(1, 9)})
     fresh.set_user_attr(sweep_storage.HEARTBEAT_ATTR, 4e9)  # far future: alive
-    assert sweep_storage.fail_stale_trials(study, grace_period=0, retries=1) == [trial.number]
+    failed = sweep_storage.fail_stale_trials(study, storage, grace_period=0, retries=1)
+    assert failed == [trial.number]
     states = {t.number: t.state for t in study.trials}
     assert states == {0: TrialState.FAIL, 1: TrialState.RUNNING, 2: TrialState.WAITING}
     assert study.trials[2].params == {"x": trial.params["x"]}  # retried with the same values
+
+
+def test_a_database_uses_optunas_own_heartbeat_and_retry(tmp_path):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    storage = sweep_storage.open_storage(url, heartbeat_interval=1, grace_period=1, retries=1)
+    assert sweep_storage.optuna_heartbeat(storage)
+    study = optuna.create_study(storage=storage, study_name="s")
+    dead = study.ask({"x": IntDistribution(1, 9)})
+    alive = study.ask({"x": IntDistribution(1, 9)})
+    sweep_storage.stamp(storage, dead)
+    time.sleep(2.5)  # past the grace period for `dead`; `alive` beats just before the check
+    sweep_storage.stamp(storage, alive)
+    failed = sweep_storage.fail_stale_trials(study, storage, grace_period=1, retries=1)
+    assert failed == [dead.number]
+    # The beats live in Optuna's heartbeat table, not in the journal's user attr.
+    assert all(sweep_storage.HEARTBEAT_ATTR not in t.user_attrs for t in study.trials)
+    states = {t.number: t.state for t in study.trials}
+    assert states == {0: TrialState.FAIL, 1: TrialState.RUNNING, 2: TrialState.WAITING}
+    assert study.trials[2].params == dead.params
+    assert study.trials[2].system_attrs["failed_trial"] == dead.number
 
 
 def test_sweeper_plugin_is_discovered():

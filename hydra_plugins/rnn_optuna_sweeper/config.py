@@ -121,6 +121,8 @@ class RnnOptunaSweeperConf:
     study_name: str | None = None
     storage: str | None = None
     n_jobs: int = 1
+    n_workers: int = 1
+    gpus_per_trial: int | None = None
     max_failures: int = 5
     heartbeat_interval: float | None = 60
     grace_period: float = 300

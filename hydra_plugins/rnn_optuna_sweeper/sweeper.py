@@ -30,6 +30,22 @@ class RnnOptunaSweeper(Sweeper):
             raise invalid_value(
                 "hydra.sweeper.n_trials", "a positive integer", settings["n_trials"]
             )
+        for key in ("n_jobs", "n_workers"):
+            if settings[key] < 1:
+                raise invalid_value(f"hydra.sweeper.{key}", "a positive integer", settings[key])
+        if settings["gpus_per_trial"] is not None and settings["gpus_per_trial"] < 0:
+            raise invalid_value(
+                "hydra.sweeper.gpus_per_trial",
+                "0 (CPU only), a positive integer or null (1 on a machine with GPUs)",
+                settings["gpus_per_trial"],
+            )
+        if settings["n_workers"] > 1 and settings["n_jobs"] > 1:
+            raise invalid_value(
+                "hydra.sweeper.n_jobs",
+                "1 when hydra.sweeper.n_workers is above 1 (workers start each trial as soon as "
+                "one ends; n_jobs batches trials through Hydra's launcher: choose one)",
+                settings["n_jobs"],
+            )
         self.settings = Settings(**settings)
         self.algorithms = Algorithms(_plain(sampler), _plain(pruner))
         self.params = _plain(params) or {}

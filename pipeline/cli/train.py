@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from pipeline.cli.summary import run_summary
 from pipeline.config import PipelineError, register_configs, validate
+from pipeline.tracking.runs import RunStopped
 from pipeline.training.objective import monitored
 from pipeline.training.run import run_training
 
@@ -67,8 +68,14 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     output_dir = HydraConfig.get().runtime.output_dir
+    trial = _trial_hooks(cfg)
     try:
-        result = run_training(cfg, output_dir=output_dir, trial=_trial_hooks(cfg))
+        result = run_training(cfg, output_dir=output_dir, trial=trial)
+    except RunStopped as exc:  # a trial its sweep's pruner stopped: an outcome, not an error
+        if _is_multirun():
+            raise
+        print(f"Stopped: {exc}", file=sys.stderr)
+        return None
     except PipelineError as exc:
         if _is_multirun():
             raise  # the sweeper records the failure and goes on
@@ -80,7 +87,10 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(getattr(exc, "exit_code", 130))
     print(run_summary(result.conf, result), flush=True)
     metric, _ = monitored(result.conf.optimized_metric, result.conf.data.task)
-    return result.metrics.get(metric)
+    value = result.metrics.get(metric)
+    if trial is not None:
+        trial.record_result(value)
+    return value
 
 
 def run() -> None:

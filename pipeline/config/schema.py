@@ -419,8 +419,11 @@ class SweepConfig:
     study_name: str | None = MISSING
     trial_number: int | None = MISSING
     parent_run_id: str | None = MISSING
+    worker: int | None = MISSING
 
     def __post_init__(self) -> None:
+        if self.worker is not None:
+            _check_int("sweep.worker", self.worker, low=0)
         if self.trial_number is not None:
             _check_int("sweep.trial_number", self.trial_number, low=0)
             if not (self.storage and self.study_name):

@@ -39,8 +39,11 @@ URL_FORMS = {
 }
 
 
-def open_database(url: str) -> RDBStorage:
+def open_database(url: str, **heartbeat) -> RDBStorage:
     """Optuna's RDBStorage on `url`, safe to call from many workers at once on an empty database.
+
+    `heartbeat` holds RDBStorage's own heartbeat arguments (`heartbeat_interval`, `grace_period`,
+    `heartbeat_stale_trial_callback`), given by the sweeper, not by jobs.
 
     Raises PipelineError (one paragraph) for a bad URL, a missing driver or a server that cannot
     be reached; other database errors propagate unchanged.
@@ -49,7 +52,7 @@ def open_database(url: str) -> RDBStorage:
     attempt = 0
     while True:
         try:
-            return RDBStorage(url, engine_kwargs=engine_settings(parsed))
+            return RDBStorage(url, engine_kwargs=engine_settings(parsed), **heartbeat)
         except ImportError as exc:  # Optuna re-raises the driver's ImportError as its own
             raise missing_driver(parsed, exc) from None
         except sa_exc.DBAPIError as exc:

@@ -8,6 +8,7 @@ machine that reaches the same storage.
 from __future__ import annotations
 
 import math
+import os
 
 import optuna
 
@@ -19,6 +20,7 @@ from pipeline.training import objective
 PRUNED_ATTR = "pruned_at_epoch"  # user attr the job sets before stopping, read by the sweeper
 RUN_ID_ATTR = "mlflow_run_id"  # user attr: the trial's MLflow run, so the sweeper can tag it
 PRUNER_ATTR = "pruner"  # study user attr: the pruner's config, which storages do not keep
+RESULT_ATTR = "job_result"  # user attr: the metric the job returns, read by asynchronous workers
 
 
 class TrialPruned(RunStopped, optuna.TrialPruned):
@@ -31,7 +33,21 @@ def run_tags(sweep: SweepConfig) -> dict[str, str]:
     tags["trial_state"] = "RUNNING"  # the sweeper sets the final state
     if sweep.parent_run_id:
         tags["mlflow.parentRunId"] = sweep.parent_run_id
+    if sweep.worker is not None:  # an asynchronous worker's process (pipeline.sweeps.workers)
+        tags["trial_worker"] = str(sweep.worker)
+        tags["trial_devices"] = devices_of(os.environ)
     return tags
+
+
+def devices_of(env) -> str:
+    """What the worker gave this process: its GPUs (CUDA_VISIBLE_DEVICES) or its CPU threads."""
+    gpus = env.get("CUDA_VISIBLE_DEVICES")
+    if gpus:
+        return f"GPU {gpus}"
+    threads = env.get("TF_NUM_INTRAOP_THREADS")
+    if not threads:
+        return "CPU"
+    return f"CPU, {threads} thread{'' if threads == '1' else 's'}"
 
 
 def load_trial(sweep: SweepConfig) -> optuna.Trial:
@@ -96,3 +112,8 @@ class TrialLink:
 
     def callbacks(self, run_id: str) -> list:
         return trial_callbacks(self.conf, self.conf.data.task, run_id)
+
+    def record_result(self, value: float | None) -> None:
+        """Leave the job's return value on its trial, for a sweeper that started it as a process."""
+        if value is not None:
+            load_trial(self.conf.sweep).set_user_attr(RESULT_ATTR, float(value))

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, open_dict
 from optuna.trial import TrialState
 
 from pipeline.config import PipelineError, validate
-from pipeline.sweeps import job, storage
+from pipeline.sweeps import job, storage, workers
 from pipeline.sweeps.report import ParentRun
 from pipeline.sweeps.space import SearchSpace, format_value
 from pipeline.tracking.runs import mark_dead_runs
@@ -41,6 +41,8 @@ class Settings:
 
     n_trials: int
     n_jobs: int = 1
+    n_workers: int = 1
+    gpus_per_trial: int | None = None
     direction: str | None = None
     study_name: str | None = None
     storage: str | None = None
@@ -90,8 +92,14 @@ class Sweep:
         if storage.is_journal_file(self.storage_url):  # jobs may run from another directory
             self.storage_url = str(Path(self.storage_url).resolve())
         self.study_name = settings.study_name or default_study_name(config, space, self.definition)
+        self.storage = storage.open_storage(
+            self.storage_url,
+            settings.heartbeat_interval,
+            settings.grace_period,
+            settings.stale_retries,
+        )
         self.study = optuna.create_study(
-            storage=storage.open_storage(self.storage_url),
+            storage=self.storage,
             study_name=self.study_name,
             sampler=algorithms.sampler(space),
             pruner=algorithms.pruner(),
@@ -110,8 +118,11 @@ class Sweep:
         parent.start(self._parent_params())
         status = "FAILED"
         try:
-            while batch := self._claim():
-                self._run_batch(batch, launch, parent)
+            if self.s.n_workers > 1:
+                self._run_workers(parent)
+            else:
+                while batch := self.claim(self.s.n_jobs):
+                    self._run_batch(batch, launch, parent)
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
@@ -137,28 +148,31 @@ class Sweep:
             **{f"space.{k}": v for k, v in self.space.describe().items()},
         }
 
-    def _claim(self) -> list[optuna.Trial]:
-        """Ask for as many trials as are missing (at most n_jobs), under the storage's lock.
+    def claim(self, limit: int) -> list[optuna.Trial]:
+        """Ask for as many trials as are missing (at most `limit`), under the storage's lock.
 
         Retried trials of dead workers wait in the study (WAITING); `ask` takes those first.
         """
         with storage.claim_lock(self.storage_url):
             if self.s.heartbeat_interval:  # a dead worker's trial frees its place in n_trials
                 stale = storage.fail_stale_trials(
-                    self.study, self.s.grace_period, self.s.stale_retries
+                    self.study, self.storage, self.s.grace_period, self.s.stale_retries
                 )
                 if stale:
                     print(f"[sweep] failed trials left RUNNING by dead workers: {stale}")
             counted = len(self.study.get_trials(deepcopy=False, states=COUNTED))
-            wanted = min(self.s.n_jobs, self.s.n_trials - counted)
+            wanted = min(limit, self.s.n_trials - counted)
             return [self._ask() for _ in range(max(wanted, 0))]
 
     def _ask(self) -> optuna.Trial:
         existing = len(self.study.get_trials(deepcopy=False))
         self.study.sampler = self.algorithms.sampler(self.space, offset=existing)
-        return self.study.ask(self.space.distributions)
+        trial = self.study.ask(self.space.distributions)
+        if self.s.heartbeat_interval:
+            storage.stamp(self.storage, trial)
+        return trial
 
-    def _overrides(self, trial: optuna.Trial, parent_id: str) -> list[str]:
+    def trial_overrides(self, trial: optuna.Trial, parent_id: str) -> list[str]:
         sweep = {
             "sweep.storage": self.storage_url,
             "sweep.study_name": self.study_name,
@@ -171,11 +185,11 @@ class Sweep:
         return self.space.overrides(trial.params) + extra
 
     def _run_batch(self, batch: list[optuna.Trial], launch, parent: ParentRun) -> None:
-        overrides = [self._overrides(t, parent.run_id) for t in batch]
+        overrides = [self.trial_overrides(t, parent.run_id) for t in batch]
         for trial in batch:
             print(f"[sweep] trial {trial.number}: {' '.join(self.space.overrides(trial.params))}")
         try:
-            with storage.heartbeat(batch, self.s.heartbeat_interval):
+            with storage.heartbeat(batch, self.s.heartbeat_interval, self.storage):
                 returns = launch(overrides, batch[0].number)
         except BaseException:
             for trial in batch:  # so a resumed sweep runs them again
@@ -184,10 +198,24 @@ class Sweep:
         finally:
             _release_keras_memory()
         for trial, ret in zip(batch, returns, strict=True):
-            self._record(trial, ret, parent)
+            self.record(trial, *outcome(ret, self.study.trials[trial.number]), parent)
 
-    def _record(self, trial: optuna.Trial, ret, parent: ParentRun) -> None:
-        state, value, error = outcome(ret, self.study.trials[trial.number])
+    def _run_workers(self, parent: ParentRun) -> None:
+        hydra_cfg = self.config.hydra
+        gpus = workers.visible_gpus()
+        slots = workers.plan_slots(
+            self.s.n_workers, self.s.gpus_per_trial, gpus, workers.cpu_cores()
+        )
+        print(
+            f"[sweep] {self.s.n_workers} workers: "
+            + "; ".join(f"{s.index}: {s.describe()}" for s in slots),
+            flush=True,
+        )
+        out_dir = Path(str(hydra_cfg.sweep.dir)).resolve()
+        workers.run_workers(self, parent, slots, job_command(hydra_cfg), out_dir)
+
+    def record(self, trial: optuna.Trial, state, value, error, parent: ParentRun) -> None:
+        """Tell Optuna a trial's outcome, tag its MLflow run, print it, count failures."""
         if state == TrialState.COMPLETE:
             self.study.tell(trial, value)
         else:
@@ -224,6 +252,31 @@ def outcome(ret, frozen: optuna.trial.FrozenTrial) -> tuple[TrialState, float | 
     if isinstance(error, optuna.TrialPruned) or job.PRUNED_ATTR in frozen.user_attrs:
         return TrialState.PRUNED, None, None
     return TrialState.FAIL, None, f"{type(error).__name__}: {error}"
+
+
+# Hydra settings a trial's own process must not inherit: they belong to the sweep.
+SWEEP_ONLY = (
+    "hydra.sweeper",
+    "hydra/sweeper",
+    "hydra.launcher",
+    "hydra/launcher",
+    "hydra.sweep.",
+    "hydra.run.",
+    "hydra.mode",
+)
+
+
+def job_command(hydra_cfg) -> list[str]:
+    """The arguments before a trial's overrides that make `python -m pipeline.train` compose the
+    same config as this sweep's jobs: its config name, a `--config-dir` and Hydra overrides."""
+    argv = []
+    if hydra_cfg.job.config_name != "config":
+        argv += ["--config-name", hydra_cfg.job.config_name]
+    for source in hydra_cfg.runtime.config_sources:
+        if source.provider == "command-line" and source.schema == "file":
+            argv += ["--config-dir", source.path]
+    kept = [o for o in hydra_cfg.overrides.hydra if not o.startswith(SWEEP_ONLY)]
+    return argv + kept
 
 
 def _release_keras_memory() -> None:

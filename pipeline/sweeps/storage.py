@@ -37,9 +37,14 @@ def is_journal_file(url: str) -> bool:
     return "://" not in url
 
 
-def open_storage(url: str) -> BaseStorage:
+def open_storage(
+    url: str, heartbeat_interval: float | None = None, grace_period: float = 300, retries: int = 0
+) -> BaseStorage:
     """The Optuna storage behind a path or URL (see the module docstring).
 
+    A database opened with `heartbeat_interval` uses Optuna's own heartbeat: RUNNING trials
+    silent for `grace_period` s are failed by `fail_stale_trials`, and queued again up to
+    `retries` times. Journals have no heartbeat in Optuna; `heartbeat` stamps a user attr there.
     Raises PipelineError when a database cannot be opened (no driver, no server, a bad URL).
     """
     if is_journal_file(url):
@@ -52,7 +57,26 @@ def open_storage(url: str) -> BaseStorage:
         from optuna.storages.journal import JournalRedisBackend
 
         return JournalStorage(JournalRedisBackend(url))
-    return open_database(url)
+    if not heartbeat_interval:
+        return open_database(url)
+    return open_database(
+        url,
+        heartbeat_interval=int(max(1, heartbeat_interval)),  # Optuna wants whole seconds
+        grace_period=int(max(1, grace_period)),
+        heartbeat_stale_trial_callback=_retry(retries),
+    )
+
+
+def _retry(retries: int):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(retries) if retries else None
+
+
+def optuna_heartbeat(storage: BaseStorage) -> bool:
+    """Whether the storage keeps Optuna's own heartbeat (a database opened with an interval)."""
+    # Duck-typed: Optuna's base class for heartbeat storages is private (storages._heartbeat).
+    return bool(getattr(storage, "get_heartbeat_interval", lambda: None)())
 
 
 @contextlib.contextmanager
@@ -82,12 +106,21 @@ def last_sign_of_life(trial: FrozenTrial) -> float:
     return max(float(beat), start) if beat is not None else start
 
 
-def fail_stale_trials(study: optuna.Study, grace_period: float, retries: int) -> list[int]:
+def fail_stale_trials(
+    study: optuna.Study, storage: BaseStorage, grace_period: float, retries: int
+) -> list[int]:
     """Fail RUNNING trials silent for longer than grace_period; requeue each up to `retries` times.
 
     Returns the numbers of the trials failed. A worker that was killed leaves its trial RUNNING;
-    this is what keeps such a trial from holding a place in `n_trials` forever.
+    this is what keeps such a trial from holding a place in `n_trials` forever. Databases use
+    Optuna's `fail_stale_trials` (its heartbeat table and retry callback); journals our stamps.
     """
+    if optuna_heartbeat(storage):
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        return [t.number for t in running if study.trials[t.number].state == TrialState.FAIL]
     now = time.time()
     stale = [
         t
@@ -95,9 +128,7 @@ def fail_stale_trials(study: optuna.Study, grace_period: float, retries: int) ->
         if now - last_sign_of_life(t) > grace_period
     ]
     failed = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(retries) if retries else None
+    retry = _retry(retries)
     for trial in stale:
         try:
             study.tell(trial.number, state=TrialState.FAIL)
@@ -109,9 +140,33 @@ def fail_stale_trials(study: optuna.Study, grace_period: float, retries: int) ->
     return failed
 
 
+def retry_killed(study: optuna.Study, number: int, retries: int) -> None:
+    """Queue a FAIL trial whose process was killed again with the same parameters, up to
+    `retries` times in all (the same rule and history as Optuna's stale-trial retry)."""
+    retry = _retry(retries)
+    if retry is not None:
+        retry(study, study.trials[number])
+
+
+def stamp(storage: BaseStorage, trial: optuna.Trial) -> None:
+    """Tell the storage that `trial`'s worker is alive: Optuna's heartbeat table in a database
+    (which ignores a RUNNING trial until its first beat, so a new trial is stamped at once), a
+    user attr in a journal."""
+    if not optuna_heartbeat(storage):
+        trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+        return
+    study_id = storage.get_study_id_from_name(trial.study.study_name)
+    storage.record_heartbeat(
+        storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+    )
+
+
 @contextlib.contextmanager
-def heartbeat(trials: list[optuna.Trial], interval: float | None):
-    """While the block runs, stamp each trial every `interval` seconds so others see it alive."""
+def heartbeat(trials: list[optuna.Trial], interval: float | None, storage: BaseStorage):
+    """While the block runs, tell the storage every `interval` seconds that each trial is alive.
+
+    `trials` may change while the block runs (a worker pool adds and removes trials).
+    """
     if not interval:
         yield
         return
@@ -119,9 +174,9 @@ def heartbeat(trials: list[optuna.Trial], interval: float | None):
 
     def beat() -> None:
         while True:
-            for trial in trials:
+            for trial in list(trials):
                 with contextlib.suppress(Exception):  # a finished trial refuses stamps
-                    trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+                    stamp(storage, trial)
             if stop.wait(interval):
                 return
 

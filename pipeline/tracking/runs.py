@@ -85,6 +85,23 @@ def held_interrupts():
         _Signals.held, _Signals.pending = False, None
 
 
+@contextlib.contextmanager
+def signals_as_interrupts():
+    """While the block runs, SIGTERM and Ctrl-C raise KeyboardInterrupt (SIGTERM as Terminated),
+    or wait for a safe point inside `held_interrupts()`. Only the main thread receives signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, _on_signal)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def raise_held_interrupt() -> None:
     """At a safe point: raise the interrupt that arrived while held, if any."""
     signum, _Signals.pending = _Signals.pending, None
@@ -194,12 +211,7 @@ def open_run(
     mlflow.set_tracking_uri(uri)
     if system_metrics:
         mlflow.set_system_metrics_sampling_interval(system_metrics_interval)
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    if in_main_thread:
-        for sig in previous:
-            signal.signal(sig, _on_signal)
-    try:
+    with signals_as_interrupts():
         # One process at a time creates a new store's tables, the experiment and the run.
         with store_lock(uri):
             client = mlflow.MlflowClient(uri)
@@ -226,10 +238,6 @@ def open_run(
                 print(f"Warning: could not close MLflow run: {close_error}", file=sys.stderr)
             raise
         close("FINISHED")
-    finally:
-        if in_main_thread:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 def close(status: str, tags: dict[str, str] | None = None) -> None:
