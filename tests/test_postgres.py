@@ -242,6 +242,29 @@ def test_sqlite_keeps_its_plain_engine(tmp_path):
     assert len(study.trials) == 2
 
 
+def test_the_claim_lock_is_the_servers_advisory_lock(empty_database):
+    import threading
+
+    from pipeline.sweeps.storage import claim_lock
+
+    events = []
+
+    def hold():
+        with claim_lock(empty_database):
+            events.append("first in")
+            time.sleep(1.0)
+            events.append("first out")
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    while not events:
+        time.sleep(0.01)
+    with claim_lock(empty_database):  # another connection: waits for the first to let go
+        events.append("second in")
+    holder.join()
+    assert events == ["first in", "first out", "second in"]
+
+
 # --- end to end through subprocesses ------------------------------------------------------------
 
 COLD_SWEEP = [
@@ -261,12 +284,15 @@ def test_two_sweeps_started_together_on_an_empty_database(store, tmp_path, empty
     args = [*COLD_SWEEP, f"hydra.sweeper.storage={empty_database}"]
     sweeps_together(args, 2, tmp_path, child_env({"MLFLOW_TRACKING_URI": store}))
     trials = optuna.load_study(study_name="cold", storage=open_storage(empty_database)).trials
-    # No cross-process claim lock on a database: two workers may overshoot by one trial.
-    assert 4 <= len(trials) <= 5
-    assert sorted(t.number for t in trials) == list(range(len(trials)))
+    # The server's advisory lock serialises claims: exactly n_trials, no overshoot.
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
     assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
-    children = [r for r in runs_in(store) if "mlflow.parentRunId" in r.data.tags]
-    assert len(children) == len(trials)
+    runs = runs_in(store)
+    [parent] = [r for r in runs if r.data.tags.get("sweep") == "parent"]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert sorted(c.data.tags["trial_number"] for c in children) == ["0", "1", "2", "3"]
+    assert not [r for r in runs if r.info.status == "RUNNING"]
 
 
 @pytest.mark.slow

@@ -156,11 +156,14 @@ def test_rnn_search_runs_trials_as_children_of_one_parent_and_resumes(store, tmp
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     # The resumed sampler does not replay the proposals of the first invocation.
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 3
-    parents, children = parents_and_children(store)
-    assert len(parents) == 2 and len(children) == 3
-    second = next(p for p in parents if p.info.run_id != parent.info.run_id)
-    resumed = [c for c in children if c.data.tags["mlflow.parentRunId"] == second.info.run_id]
-    assert [c.data.tags["trial_number"] for c in resumed] == ["2"]
+    # One study, one parent: the resumed sweep reopens it and refreshes its summary.
+    [again], children = parents_and_children(store)
+    assert again.info.run_id == parent.info.run_id and again.info.status == "FINISHED"
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert sorted(c.data.tags["trial_number"] for c in children) == ["0", "1", "2"]
+    assert again.data.metrics["trials_complete"] == 3
+    best = max(trials, key=lambda t: t.value)
+    assert again.data.tags["best_trial"] == str(best.number)
 
 
 @pytest.mark.slow
@@ -187,9 +190,10 @@ def test_two_workers_share_one_study_with_exactly_n_trials(store, tmp_path):
     trials = study_trials(store)
     assert sorted(t.number for t in trials) == [0, 1, 2]
     assert all(t.state == TrialState.COMPLETE for t in trials)
-    parents, children = parents_and_children(store)
-    assert len(parents) == 2 and len(children) == 3
+    [parent], children = parents_and_children(store)
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     assert sorted(c.data.tags["trial_number"] for c in children) == ["0", "1", "2"]
+    assert parent.data.metrics["trials_complete"] == 3
 
 
 @pytest.mark.slow

@@ -8,17 +8,25 @@ all create them; the losers fail with `duplicate key value violates unique const
 "pg_type_typname_nsp_index"`, `relation ... already exists` (PostgreSQL) or `Table ... already
 exists` (MySQL). Optuna guards only its version row. Once the winner has committed, the tables
 exist and building the storage again merely checks them, so we retry the construction after a
-short random pause when, and only when, the error says something already exists. A PostgreSQL
-advisory lock would serialise creation too, but it would need its own connection and a second
-mechanism for MySQL (GET_LOCK); the retry is dialect-agnostic and touches nothing else.
+short random pause when, and only when, the error says something already exists. The
+retry is dialect-agnostic and runs before any connection of ours exists.
+
+Claiming trials ("count the study's trials, then ask for the missing ones") and creating the
+study's parent MLflow run are read-then-write steps that workers on several machines must not
+interleave, or they overshoot `n_trials` and open two parents. `advisory_lock` serialises them
+with the server's own named locks: `pg_advisory_lock` on PostgreSQL, `GET_LOCK` on MySQL.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import random
 import re
 import time
 
+import sqlalchemy
 from optuna.storages import RDBStorage
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
@@ -146,3 +154,43 @@ def unreachable(url: URL, exc: sa_exc.OperationalError) -> PipelineError:
 def _hide_password(url: str) -> str:
     """USER:PASSWORD@ -> USER:***@, also in text SQLAlchemy cannot parse."""
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+LOCK_NAME = "pipeline.sweeps.claim"
+LOCK_WAIT_S = 600  # MySQL's GET_LOCK gives up after this; a claim takes milliseconds
+
+
+@functools.cache
+def _lock_engine(url: str) -> sqlalchemy.Engine:
+    # One small engine per database, beside Optuna's: a lock belongs to the connection holding it.
+    return sqlalchemy.create_engine(url, pool_size=1, **engine_settings(_parse(url)))
+
+
+@contextlib.contextmanager
+def advisory_lock(url: str, name: str = LOCK_NAME):
+    """Hold the server's named lock `name` while the block runs (no lock for SQLite)."""
+    backend = _parse(url).get_backend_name()
+    if backend not in ("postgresql", "mysql"):
+        yield
+        return
+    key = int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big", signed=True)
+    with _lock_engine(url).connect() as conn:
+        if backend == "postgresql":
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            release = sqlalchemy.text("SELECT pg_advisory_unlock(:key)")
+        else:
+            got = conn.execute(
+                sqlalchemy.text("SELECT GET_LOCK(:name, :wait)"),
+                {"name": name, "wait": LOCK_WAIT_S},
+            ).scalar()
+            if got != 1:
+                raise PipelineError(
+                    f"Could not take the sweep's lock on the MySQL database within {LOCK_WAIT_S} s:"
+                    " another worker holds it. Check for a hung worker on this database."
+                )
+            release = sqlalchemy.text("SELECT RELEASE_LOCK(:name)")
+        try:
+            yield
+        finally:
+            conn.execute(release, {"key": key, "name": name})
+            conn.commit()

@@ -12,15 +12,18 @@ from pathlib import Path
 
 import optuna
 import yaml
+from mlflow.exceptions import MlflowException
 from optuna.trial import TrialState
 
 from pipeline.sweeps.space import SearchSpace
 from pipeline.tracking.runs import process_tags
 from pipeline.tracking.store import ensure_experiment, open_client
 
+PARENT_ATTR = "mlflow_parent_run_id"  # study user attr: the study's one parent run
+
 
 class ParentRun:
-    """One MLflow run per sweep invocation; each trial's run nests under it."""
+    """One MLflow run per study, shared by every worker on any machine; trials nest under it."""
 
     def __init__(self, uri: str, experiment_name: str, study_name: str):
         self.uri, self.study_name = uri, study_name
@@ -28,14 +31,39 @@ class ParentRun:
         self.experiment_id = ensure_experiment(self.client, experiment_name, uri)
         self.run_id = ""
 
-    def start(self, params: dict) -> None:
-        tags = {"sweep": "parent", "study_name": self.study_name, **process_tags()}
-        run = self.client.create_run(
-            self.experiment_id, run_name=f"sweep-{self.study_name}", tags=tags
-        )
-        self.run_id = run.info.run_id
+    def open(self, study: optuna.Study, params: dict, lock) -> None:
+        """Join the study's parent run (its id is a user attr of the study), or create it.
+
+        `lock` (the storage's claim lock) makes "look for the parent, else create it" one step for
+        workers on any machine, so a study has one parent however many workers start together.
+        """
+        with lock:
+            if self._join(study.user_attrs.get(PARENT_ATTR)):
+                return
+            tags = {"sweep": "parent", "study_name": self.study_name, **process_tags()}
+            run = self.client.create_run(
+                self.experiment_id, run_name=f"sweep-{self.study_name}", tags=tags
+            )
+            self.run_id = run.info.run_id
+            study.set_user_attr(PARENT_ATTR, self.run_id)
         for key, value in params.items():
             self.client.log_param(self.run_id, key, str(value)[:6000])
+
+    def _join(self, run_id: str | None) -> bool:
+        """Reopen the study's parent if it is in this experiment and not deleted."""
+        if not run_id:
+            return False
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:  # the study was first swept against another MLflow store
+            return False
+        if run.info.experiment_id != self.experiment_id or run.info.lifecycle_stage != "active":
+            return False
+        self.run_id = run_id
+        self.client.update_run(run_id, status="RUNNING")
+        for key, value in process_tags().items():  # this worker keeps it alive now
+            self.client.set_tag(run_id, key, value)
+        return True
 
     def tag_child(self, run_id: str | None, state: str) -> None:
         if run_id:
@@ -48,14 +76,12 @@ class ParentRun:
         mine = [t for t in trials if t.number in ran]
         for name in ("complete", "pruned", "fail"):
             self.client.log_metric(self.run_id, f"trials_{name}", counts[name])
-            n = sum(t.state.name.lower() == name for t in mine)
-            self.client.log_metric(self.run_id, f"this_run_trials_{name}", n)
         best = _best(study)
-        if best is not None:
+        if best is not None:  # tags, not params: a later worker refreshes them
             self.client.log_metric(self.run_id, "best_value", best.value)
-            self.client.log_param(self.run_id, "best_trial", best.number)
+            self.client.set_tag(self.run_id, "best_trial", str(best.number))
             for key, value in best.params.items():
-                self.client.log_param(self.run_id, f"best.{key}", value)
+                self.client.set_tag(self.run_id, f"best.{key}", str(value))
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
             results = summary(study, space, metric, counts)
@@ -64,7 +90,7 @@ class ParentRun:
             for path in sorted(out.iterdir()):
                 self.client.log_artifact(self.run_id, str(path))
         self.client.set_terminated(self.run_id, status)
-        print(console_summary(study, space, metric, counts, self.run_id), flush=True)
+        print(console_summary(study, space, metric, counts, self.run_id, mine), flush=True)
 
 
 def _best(study) -> optuna.trial.FrozenTrial | None:
@@ -129,7 +155,9 @@ def _short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def console_summary(study, space: SearchSpace, metric: str, counts: dict, run_id: str) -> str:
+def console_summary(
+    study, space: SearchSpace, metric: str, counts: dict, run_id: str, mine=()
+) -> str:
     """The table of best trials and the command reproducing the best one."""
     done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
@@ -146,7 +174,7 @@ def console_summary(study, space: SearchSpace, metric: str, counts: dict, run_id
         f"== sweep {study.study_name} ==",
         "trials      "
         + ", ".join(f"{v} {k}" for k, v in counts.items() if v and k != "waiting")
-        + f"  (MLflow parent run {run_id})",
+        + f"  ({len(mine)} in this invocation; MLflow parent run {run_id})",
         f"best trials by {metric} ({study.direction.name.lower()}):",
         *(
             "  " + "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True))

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +116,11 @@ class Sweep:
         """Run trials until the study holds n_trials; returns the study."""
         mark_dead_runs(self.uri)  # runs (trials, parents) a killed process left RUNNING
         parent = ParentRun(self.uri, self.config.tracking.experiment_name, self.study_name)
-        parent.start(self._parent_params())
+        parent.open(
+            self.study,
+            self._parent_params(),
+            storage.claim_lock(self.storage_url),
+        )
         status = "FAILED"
         try:
             if self.s.n_workers > 1:
@@ -167,7 +172,10 @@ class Sweep:
     def _ask(self) -> optuna.Trial:
         existing = len(self.study.get_trials(deepcopy=False))
         self.study.sampler = self.algorithms.sampler(self.space, offset=existing)
-        trial = self.study.ask(self.space.distributions)
+        with warnings.catch_warnings():
+            # Optuna's heartbeat expects Study.optimize; our beat thread records it for ask/tell.
+            warnings.filterwarnings("ignore", "Heartbeat of storage is supposed", UserWarning)
+            trial = self.study.ask(self.space.distributions)
         if self.s.heartbeat_interval:
             storage.stamp(self.storage, trial)
         return trial

@@ -19,7 +19,7 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from pipeline.sweeps.database import open_database
+from pipeline.sweeps.database import advisory_lock, open_database
 from pipeline.tracking.store import default_store_dir, sqlite_path
 
 JOURNAL_NAME = "journal.log"
@@ -81,13 +81,15 @@ def optuna_heartbeat(storage: BaseStorage) -> bool:
 
 @contextlib.contextmanager
 def claim_lock(url: str):
-    """Serialise "count the trials, then ask for new ones" across workers sharing a journal file.
+    """Serialise "count the trials, then ask for new ones" across workers sharing a study.
 
-    Without it two workers can both see one trial missing and both start one. Other storages
-    have no cross-process lock here; their workers may overshoot `n_trials` by a trial or two.
+    Without it two workers can both see one trial missing and both start one. A journal file gets
+    a lock file beside it, a PostgreSQL or MySQL database the server's named lock; Redis and
+    SQLite get none (SQLite is not for parallel writers anyway).
     """
     if not is_journal_file(url):
-        yield
+        with advisory_lock(url):
+            yield
         return
     from optuna.storages.journal import JournalFileOpenLock
 
