@@ -32,6 +32,7 @@ LEVELS = ("none", "last", "mean")  # what a forecasting model subtracts from eac
 TRANSFORMS = ("none", "log")  # applied to the target before scaling, undone for the scores
 MISSING_POLICIES = ("error", "drop", "ffill", "interpolate")
 AEON_SERIES = ("airline", "lynx", "shampoo", "uschange")  # pipeline.data.tables reads their files
+DISTRIBUTIONS = ("none", "mirrored")  # how one model spreads over devices (training/distribution.py)
 
 
 def _check_int(key: str, value: int, low: int = 1) -> None:
@@ -347,9 +348,11 @@ class TrainerConfig:
     mixed_precision: str | None = MISSING
     verbose: int | None = MISSING
     deterministic: bool = MISSING
+    distribution: str = MISSING
 
     def __post_init__(self) -> None:
         _check_int("trainer.epochs", self.epochs)
+        _check_choice("trainer.distribution", self.distribution, DISTRIBUTIONS)
         _check_choice("trainer.optimizer", self.optimizer, OPTIMIZERS)
         if self.learning_rate is not None:
             _check_learning_rate("trainer.learning_rate", self.learning_rate)
@@ -371,12 +374,24 @@ class TrainerConfig:
         _check_int("trainer.steps_per_execution", self.steps_per_execution)
         if self.batch_splits is not None:
             _check_int("trainer.batch_splits", self.batch_splits)
-            if self.batch_splits > 1 and (self.jit_compile is False or self.deterministic):
+            xla_off = self.jit_compile is False or self.deterministic or self.distribution != "none"
+            if self.batch_splits > 1 and xla_off:
                 raise invalid_value(
                     "trainer.batch_splits",
-                    "1 or null when XLA is off (trainer.jit_compile=false or "
-                    "trainer.deterministic=true), as each part is an XLA call",
+                    "1 or null when XLA is off (trainer.jit_compile=false, "
+                    "trainer.deterministic=true or trainer.distribution=mirrored), as each part "
+                    "is an XLA call",
                     self.batch_splits,
+                )
+        for key in ("jit_compile", "fused_lstm"):
+            # On two or more replicas (measured on two logical CPUs, Keras 3.15) an XLA step
+            # fails in its first call, the hand-written LSTM gradient in its first prediction.
+            if getattr(self, key) and self.distribution != "none":
+                raise invalid_value(
+                    f"trainer.{key}",
+                    "null or false with trainer.distribution=mirrored (it does not run on "
+                    "several replicas)",
+                    getattr(self, key),
                 )
         if self.mixed_precision not in (None, "float32", "mixed_float16", "mixed_bfloat16"):
             raise invalid_value(

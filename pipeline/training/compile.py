@@ -42,10 +42,19 @@ def compile_model(
         optimizer=optimizers[trainer.optimizer](**kwargs),
         loss=loss,
         metrics=metrics,
-        steps_per_execution=trainer.steps_per_execution,
+        steps_per_execution=resolve_steps_per_execution(trainer),
         jit_compile=resolve_jit(trainer),
     )
+    # Under a strategy XLA is off, and with it both CPU tricks (`policy.xla_on_cpu`); the config
+    # refuses them there when set by hand (batch_splits > 1, fused_lstm=true, jit_compile=true).
     apply_cpu_speedups(model, trainer)
+
+
+def resolve_steps_per_execution(trainer: TrainerConfig) -> int:
+    """`trainer.steps_per_execution`, but 1 under a strategy: Keras 3's loop over several steps
+    per call fails on two or more replicas (InvalidArgumentError "You must feed a value for
+    placeholder tensor", keras-team/keras#19246; measured on two logical CPUs)."""
+    return 1 if trainer.distribution != "none" else trainer.steps_per_execution
 
 
 def resolve_jit(trainer: TrainerConfig):
@@ -56,11 +65,12 @@ def resolve_jit(trainer: TrainerConfig):
     slower at batch 512 (large matmuls, where `jit_compile=false` pays), for 5-10 s of
     compilation per run (scripts/bench_throughput.py). On GPU, Keras turns XLA off by itself
     for layers that use the cuDNN kernel. Deterministic runs go without: Keras turns XLA off
-    (with a warning) when TensorFlow's op determinism is on.
+    (with a warning) when TensorFlow's op determinism is on. So do runs under a strategy: Keras'
+    own "auto" turns XLA off there, and an XLA step on two or more replicas fails.
     """
     if trainer.jit_compile is not None:
         return trainer.jit_compile
-    if trainer.deterministic:
+    if trainer.deterministic or trainer.distribution != "none":
         return False
     import tensorflow as tf
 

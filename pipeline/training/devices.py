@@ -95,12 +95,18 @@ def seed_everything(conf: Config) -> None:
     keras.mixed_precision.set_global_policy(conf.trainer.mixed_precision or "float32")
 
 
+def reseed(seed: int) -> None:
+    """Python's, NumPy's, TensorFlow's and Keras' global generators back to `seed`."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
 def setup_tags(model) -> dict:
     """Mixed precision, XLA (as Keras resolved `jit_compile` for this model: off for cuDNN
     layers), the parts each batch's gradient is split into, the LSTM layers on the hand-written
-    gradient, distribution strategy and each recurrent layer's cuDNN status."""
+    gradient and each recurrent layer's cuDNN status (the strategy's tags: distribution.py)."""
     import keras
-    import tensorflow as tf
 
     from pipeline.models import cudnn_tags
 
@@ -110,6 +116,5 @@ def setup_tags(model) -> dict:
         # Set by compile_model; a model compiled elsewhere trains whole batches.
         "train.batch_splits": str(getattr(model, "batch_splits", 1)),
         "train.fused_lstm": ",".join(getattr(model, "fused_lstm", [])) or "none",
-        "train.distribution_strategy": type(tf.distribute.get_strategy()).__name__,
         **cudnn_tags(model),
     }

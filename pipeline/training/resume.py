@@ -116,19 +116,23 @@ def resumable_early_stopping(**kwargs):
 
 def restore(model, early_stopping, state: dict[str, Any]) -> int:
     """Load a backup into a compiled model (and early stopping); return the next epoch."""
-    if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-    if early_stopping is not None and state.get("es_best") is not None:
-        initial = {
-            "wait": state["es_wait"],
-            "best": state["es_best"],
-            "best_epoch": state["es_best_epoch"],
-        }
-        if state.get("best_weights"):
-            model.load_weights(state["best_weights"])
-            initial["best_weights"] = model.get_weights()
-        early_stopping.initial_state = initial
-    model.load_weights(state["weights"])
+    # Inside the strategy the model was built under, so that the optimizer's variables are made
+    # (and the loaded values land) on every replica; without one this is TensorFlow's default
+    # strategy, whose scope changes nothing.
+    with model.distribute_strategy.scope():
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        if early_stopping is not None and state.get("es_best") is not None:
+            initial = {
+                "wait": state["es_wait"],
+                "best": state["es_best"],
+                "best_epoch": state["es_best_epoch"],
+            }
+            if state.get("best_weights"):
+                model.load_weights(state["best_weights"])
+                initial["best_weights"] = model.get_weights()
+            early_stopping.initial_state = initial
+        model.load_weights(state["weights"])
     return state["epoch"] + 1
 
 

@@ -24,7 +24,14 @@ from pipeline.tracking.runs import (
     open_run,
 )
 from pipeline.tracking.store import check_store, resolve_tracking_uri, retry_locked
-from pipeline.training import classification, devices, forecasting, objective, resume
+from pipeline.training import (
+    classification,
+    devices,
+    distribution,
+    forecasting,
+    objective,
+    resume,
+)
 from pipeline.training.callbacks import best_checkpoint, build_callbacks, interrupt_check
 from pipeline.training.compile import compile_model, optimizer_settings
 
@@ -77,10 +84,17 @@ def run_training(
     prior = resume.resumable_state(uri, conf.resume, flat) if conf.resume else None
 
     print(devices.device_line(devices.start_tensorflow()), flush=True)
+    strategy = distribution.make_strategy(conf.trainer)
+    if strategy is not None:
+        print(distribution.distribution_line(strategy), flush=True)
     devices.seed_everything(conf)
     data = make_datasets(conf.data, conf.seed)
-    model = build_model(conf.model, data.spec)
-    compile_model(model, conf.trainer, data.spec, *optimizer_settings(conf))
+    # Generating a dataset (a cold cache) draws from the global NumPy and Python generators, and
+    # loading a cached one does not: seeding again here makes the initial weights the same either way.
+    devices.reseed(conf.seed)
+    with distribution.strategy_scope(strategy):  # the model's variables on every replica
+        model = build_model(conf.model, data.spec)
+        compile_model(model, conf.trainer, data.spec, *optimizer_settings(conf))
     monitor, mode = objective.monitored(conf.trainer.monitor, data.spec.task)
     out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="rnn-pipeline-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -91,7 +105,8 @@ def run_training(
     tags["backup_dir"] = str(backup_dir.resolve())
     tags.update(data.tags)
     tags.update(trial.tags if trial else {})
-    tags.update(environment.run_tags(extra=devices.setup_tags(model)))
+    setup = {**devices.setup_tags(model), **distribution.distribution_tags(strategy)}
+    tags.update(environment.run_tags(extra=setup))
     mark_dead_runs(uri)  # runs a killed process left RUNNING on this store
     run_name = conf.tracking.run_name or f"{conf.model.cell}-{conf.data.name}"
     with open_run(
