@@ -174,3 +174,31 @@ def sigterm_after(
             proc.kill()
             proc.wait()
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL server for the whole session (tests/servers.py); skips the test
+    where no PostgreSQL binaries are installed."""
+    from servers import Postgres
+
+    server = Postgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def mlflow_server(postgres, tmp_path):
+    """A shared-style `mlflow server` on a fresh PostgreSQL database, artifacts served through
+    it; stopped after the test. Its `stop()`/`start()` take it away and bring it back."""
+    from servers import MlflowServer
+
+    server = MlflowServer(postgres.new_database(), tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,21 +1,12 @@
 """Optuna studies in PostgreSQL: workers that start together on an empty database, pooled
 connections that die, and the messages for a missing driver or server. The server is real and
-throwaway: initdb into a temp folder, a free port on 127.0.0.1, stopped after the module."""
+throwaway: the session's `postgres` fixture (tests/servers.py)."""
 
 from __future__ import annotations
 
-import functools
-import itertools
-import os
-import pwd
-import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from glob import glob
-from pathlib import Path
 
 import optuna
 import pytest
@@ -28,97 +19,24 @@ from pipeline.sweeps.storage import open_storage
 WORKERS = 4
 
 
-def pg_binary(name: str) -> str | None:
-    """A PostgreSQL program from PATH, else from Debian's /usr/lib/postgresql/<version>/bin."""
-    versions = glob(f"/usr/lib/postgresql/*/bin/{name}")
-    newest = max(versions, key=lambda p: [int(n) for n in re.findall(r"\d+", p)], default=None)
-    return shutil.which(name) or newest
-
-
-def server_account() -> pwd.struct_passwd | None:
-    """Who runs the server: us, or an unprivileged account when we are root (initdb, pg_ctl and
-    postgres all refuse to run as root)."""
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "nobody"):
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            continue
-    pytest.skip("running as root with no `postgres` or `nobody` account to run PostgreSQL as")
-
-
-def run_as(account, *args, cwd: Path) -> None:
-    """Run a PostgreSQL program as `account` (None: as us); its output in the error if it fails."""
-    as_user = {}
-    if account is not None:  # subprocess switches user in the child: no su or runuser needed
-        as_user = dict(user=account.pw_uid, group=account.pw_gid, extra_groups=[])
-    result = subprocess.run(
-        [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=120, **as_user
-    )
-    if result.returncode != 0:
-        log = cwd / "server.log"
-        tail = log.read_text()[-2000:] if log.exists() else ""
-        raise RuntimeError(f"{args[0]} failed:\n{result.stdout}\n{result.stderr}\n{tail}")
-
-
-@pytest.fixture(scope="module")
-def postgres_server():
-    """A throwaway PostgreSQL server; yields its URL without a database, e.g.
-    postgresql://postgres@127.0.0.1:PORT."""
-    initdb, pg_ctl = pg_binary("initdb"), pg_binary("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip(
-            "no PostgreSQL binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql/*/bin; "
-            "install them with `apt-get install postgresql`"
-        )
-    account = server_account()
-    # Not pytest's tmp_path: that is private to the user running pytest, maybe not the server's.
-    root = Path(tempfile.mkdtemp(prefix="pg-test-"))
-    if account is not None:
-        os.chown(root, account.pw_uid, account.pw_gid)
-    data, port = root / "data", free_port()
-    run = functools.partial(run_as, account, cwd=root)
-    try:
-        run(initdb, "-D", data, "-U", "postgres", "--auth=trust", "--no-locale", "-E", "UTF8")
-        # Durability off: the data lives for one test module.
-        settings = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        settings += " -c synchronous_commit=off -c full_page_writes=off"
-        run(pg_ctl, "-D", data, "-l", root / "server.log", "-w", "-o", settings, "start")
-        yield f"postgresql://postgres@127.0.0.1:{port}"
-    finally:
-        if (data / "postmaster.pid").exists():
-            run(pg_ctl, "-D", data, "-m", "immediate", "-w", "stop")
-        shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.fixture
-def admin(postgres_server):
+def admin(postgres):
     """An autocommit connection to the server's `postgres` database (psycopg: the test extra)."""
     import psycopg
 
-    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as connection:
+    with psycopg.connect(f"{postgres.url}/postgres", autocommit=True) as connection:
         yield connection
 
 
-_numbers = itertools.count()
-
-
 @pytest.fixture
-def new_database(postgres_server, admin):
+def new_database(postgres):
     """Makes databases without a single table; each call returns a new one's URL."""
-
-    def create() -> str:
-        name = f"cold_{next(_numbers)}"
-        admin.execute(f"CREATE DATABASE {name}")
-        return f"{postgres_server}/{name}"
-
-    return create
+    return postgres.new_database
 
 
 @pytest.fixture
-def empty_database(new_database) -> str:
-    return new_database()
+def empty_database(postgres) -> str:
+    return postgres.new_database()
 
 
 # Imports first, then opens each database the test sends, all workers at the same moment.

@@ -24,6 +24,7 @@ import functools
 import hashlib
 import random
 import re
+import sys
 import time
 
 import sqlalchemy
@@ -60,7 +61,9 @@ def open_database(url: str, **heartbeat) -> RDBStorage:
     attempt = 0
     while True:
         try:
-            return RDBStorage(url, engine_kwargs=engine_settings(parsed), **heartbeat)
+            storage = RDBStorage(url, engine_kwargs=engine_settings(parsed), **heartbeat)
+            ride_out_restarts(storage.engine, parsed)
+            return storage
         except ImportError as exc:  # Optuna re-raises the driver's ImportError as its own
             raise missing_driver(parsed, exc) from None
         except sa_exc.DBAPIError as exc:
@@ -85,6 +88,45 @@ def engine_settings(url: URL) -> dict:
     if url.get_driver_name() in TIMEOUT_DRIVERS and "connect_timeout" not in url.query:
         settings["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     return settings
+
+
+RECONNECT_PATIENCE_S = 300  # how long a running sweep waits for its database to come back
+
+
+def ride_out_restarts(engine: sqlalchemy.Engine, url: URL) -> None:
+    """Make `engine`'s new connections wait for a database that went away mid-sweep.
+
+    Pre-ping finds a pooled connection dead after a server restart and opens a new one at
+    once; while the server is still down, that fails and so would the trial, the heartbeat or
+    the sweeper's bookkeeping. SQLAlchemy's `do_connect` event (its documented hook for
+    replacing the DBAPI connect call) retries the connect with backoff for up to
+    RECONNECT_PATIENCE_S instead, with one warning. The first connection, in `open_database`,
+    is made before this is attached: a server that is not there at all fails in seconds.
+    """
+    if url.get_backend_name() == "sqlite":
+        return  # a file, no server to wait for
+    where = f"{url.host or 'localhost'}:{url.port or DEFAULT_PORTS.get(url.get_backend_name())}"
+
+    @sqlalchemy.event.listens_for(engine, "do_connect")
+    def connect(dialect, conn_rec, cargs, cparams):
+        deadline = time.monotonic() + RECONNECT_PATIENCE_S
+        pause, warned = 0.5, False
+        while True:
+            try:
+                return dialect.loaded_dbapi.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.OperationalError:
+                if time.monotonic() + pause > deadline:
+                    raise
+                if not warned:
+                    print(
+                        f"Warning: lost the Optuna storage database at {where}; retrying for up "
+                        f"to {RECONNECT_PATIENCE_S} s.",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    warned = True
+                time.sleep(pause)
+                pause = min(pause * 2, 10.0)
 
 
 def lost_creation_race(exc: sa_exc.DBAPIError) -> bool:
@@ -163,7 +205,10 @@ LOCK_WAIT_S = 600  # MySQL's GET_LOCK gives up after this; a claim takes millise
 @functools.cache
 def _lock_engine(url: str) -> sqlalchemy.Engine:
     # One small engine per database, beside Optuna's: a lock belongs to the connection holding it.
-    return sqlalchemy.create_engine(url, pool_size=1, **engine_settings(_parse(url)))
+    parsed = _parse(url)
+    engine = sqlalchemy.create_engine(url, pool_size=1, **engine_settings(parsed))
+    ride_out_restarts(engine, parsed)
+    return engine
 
 
 @contextlib.contextmanager

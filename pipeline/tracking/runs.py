@@ -11,13 +11,16 @@ import signal
 import socket
 import sys
 import threading
+import time
 from typing import Any
 
+from pipeline.config import PipelineError
 from pipeline.tracking.store import (
     ensure_experiment,
     open_client,
     quiet_mlflow_logs,
     retry_locked,
+    server_answers,
     store_lock,
 )
 
@@ -227,17 +230,27 @@ def open_run(
                 tags={**tags, **process_tags()},
                 log_system_metrics=system_metrics,
             )
+        run_id = run.info.run_id
         try:
             yield run
         except BaseException as exc:
-            exc.run_id = run.info.run_id
+            exc.run_id = run_id
             status, why = outcome(exc)
+            if isinstance(exc, TrackingUnreachable) and not server_answers(uri):
+                raise  # closing would wait through MLflow's retries again, for nothing
             try:
                 close(status, why)
             except Exception as close_error:  # noqa: BLE001 - keep the original error
+                if not server_answers(uri):
+                    raise TrackingUnreachable(uri, run_id, "the run's results are") from exc
                 print(f"Warning: could not close MLflow run: {close_error}", file=sys.stderr)
             raise
-        close("FINISHED")
+        try:
+            close("FINISHED")
+        except Exception as exc:
+            if not server_answers(uri):
+                raise TrackingUnreachable(uri, run_id, "the end of the run is") from exc
+            raise
 
 
 def close(status: str, tags: dict[str, str] | None = None) -> None:
@@ -249,21 +262,111 @@ def close(status: str, tags: dict[str, str] | None = None) -> None:
     retry_locked(mlflow.end_run, status=status)  # flushes async logging, stops system metrics
 
 
+class TrackingUnreachable(PipelineError):
+    """The tracking server stopped answering mid-run and stayed down through MLflow's retries."""
+
+    def __init__(self, uri: str, run_id: str, missing: str):
+        super().__init__(
+            f"The MLflow tracking server at {uri} stopped answering during run {run_id} and did "
+            f"not come back within MLflow's retries ({retry_window()}): {missing} not in it, and "
+            "the run could not be closed there (the next run on this machine marks it FAILED). "
+            "Training's last epoch backup is kept: start the server again, then continue with "
+            f"`resume={run_id}` and the same overrides. For longer outages, raise "
+            "$MLFLOW_HTTP_REQUEST_MAX_RETRIES."
+        )
+
+
+def retry_window() -> str:
+    """MLflow's HTTP retry settings, and about how long one request keeps trying with them
+    (urllib3's backoff: none before the first retry, then factor x 2^(n-1) s, at most 120 s)."""
+    from mlflow.environment_variables import (
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+    )
+
+    retries, factor = (
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(),
+        MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get(),
+    )
+    seconds = sum(min(120.0, factor * 2 ** (n - 1)) for n in range(2, retries + 1))
+    return (
+        f"MLFLOW_HTTP_REQUEST_MAX_RETRIES={retries}, MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR={factor}: "
+        f"about {seconds:.0f} s per request"
+    )
+
+
+def spans(steps: list[int]) -> str:
+    """0-based steps as 1-based epoch ranges: [1, 2, 3, 7] -> "2-4, 8"."""
+    parts, start = [], None
+    for i, step in enumerate(steps):
+        if start is None:
+            start = step
+        if i + 1 == len(steps) or steps[i + 1] != step + 1:
+            parts.append(f"{start + 1}" if start == step else f"{start + 1}-{step + 1}")
+            start = None
+    return ", ".join(parts)
+
+
 def epoch_logger():
     """A Keras callback logging each epoch's metrics and learning rate to the active run.
 
     MLflow's asynchronous logging (`synchronous=False`) queues the writes on its own thread, so
-    a slow or locked store never stalls training; ending the run waits for the queue.
+    a slow or locked store never stalls training, and retries each one over HTTP for a while
+    (`retry_window`): a tracking server that is down for less than that gets every epoch late.
+    A write that ran out of retries is only reported in MLflow's log, so the logger keeps each
+    epoch's metrics until `deliver` has checked them once training is over.
     """
     import keras
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     class EpochLogger(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.sent = []  # (epoch, metrics, timestamp in ms, RunOperations)
+
         def on_epoch_end(self, epoch, logs=None):
             metrics = {k: float(v) for k, v in (logs or {}).items()}
             lr = getattr(self.model.optimizer, "learning_rate", None)
             if lr is not None:
                 metrics["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
-            mlflow.log_metrics(metrics, step=epoch, synchronous=False)
+            stamp = int(time.time() * 1000)
+            ops = mlflow.log_metrics(metrics, step=epoch, timestamp=stamp, synchronous=False)
+            self.sent.append((epoch, metrics, stamp, ops))
+
+        def deliver(self) -> list[int]:
+            """Wait for every epoch's write and send the ones that failed again, synchronously,
+            with their own step and time; returns their steps. TrackingUnreachable when the
+            server is still down."""
+            failed = []
+            for epoch, metrics, stamp, ops in self.sent:
+                try:
+                    ops.wait()
+                except MlflowException:
+                    failed.append((epoch, metrics, stamp))
+            self.sent.clear()
+            if not failed:
+                return []
+            steps = [epoch for epoch, _, _ in failed]
+            try:
+                for epoch, metrics, stamp in failed:
+                    mlflow.log_metrics(metrics, step=epoch, timestamp=stamp, synchronous=True)
+            except MlflowException as exc:
+                uri = mlflow.get_tracking_uri()
+                if server_answers(uri):
+                    raise
+                run_id = mlflow.active_run().info.run_id
+                raise TrackingUnreachable(
+                    uri, run_id, f"the metrics of epoch(s) {spans(steps)} are"
+                ) from exc
+            mlflow.set_tag("tracking.resent_steps", ",".join(map(str, steps)))
+            print(
+                f"Warning: the tracking server took no metrics for epoch(s) "
+                f"{spans(steps)} during training (MLflow's retries "
+                f"ran out: {retry_window()}); they were sent again now, each with its own step "
+                "and time (tag tracking.resent_steps).",
+                file=sys.stderr,
+            )
+            return steps
 
     return EpochLogger()

@@ -106,17 +106,27 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
                 "location such as sqlite:////tmp/mlruns/mlflow.db."
             ) from None
         return
-    if uri.startswith(("http://", "https://")):
-        import requests
+    if not server_answers(uri, timeout):
+        raise PipelineError(
+            f"Cannot reach the MLflow tracking server at {uri}. Start it (`python -m "
+            "pipeline.ui` serves the project store; docs/scaling.md shows a shared `mlflow "
+            "server`), fix `tracking.uri` / $MLFLOW_TRACKING_URI, or unset both to log to the "
+            "local store in mlruns/."
+        )
 
-        try:
-            requests.get(uri.rstrip("/") + "/health", timeout=timeout)
-        except requests.RequestException as exc:
-            raise PipelineError(
-                f"Cannot reach the MLflow tracking server at {uri} ({type(exc).__name__}). "
-                "Start it (`python -m pipeline.ui` serves the project store), fix `tracking.uri` "
-                "/ $MLFLOW_TRACKING_URI, or unset both to log to the local store in mlruns/."
-            ) from None
+
+def server_answers(uri: str, timeout: float = 5.0) -> bool:
+    """False when `uri` is a tracking server's address and its /health does not answer; True
+    for every other store (a database or folder fails on its own, with its own message)."""
+    if not uri.startswith(("http://", "https://")):
+        return True
+    import requests
+
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+    except requests.RequestException:
+        return False
+    return True
 
 
 def _artifact_location(uri: str, experiment_name: str) -> str | None:

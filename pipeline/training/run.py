@@ -150,7 +150,8 @@ def _fit_and_log(
         lineage.log_datasets(data, conf.data.name)
     else:
         mlflow.set_tag("resumed_at_epoch", str(prior["epoch"] + 1))
-    extra = [epoch_logger()]
+    logger = epoch_logger()
+    extra = [logger]
     if trial:
         extra += trial.callbacks(run_id)  # pruning
     if conf.tracking.log_model:
@@ -193,6 +194,7 @@ def _fit_and_log(
             metrics.update(
                 classification.class_scores(model, data, {"val": val_ds, "test": test_ds})
             )
+    logger.deliver()  # epochs the tracking server missed while it was down, sent again
     epochs_run = initial_epoch + len(history.history.get("loss", []))
     best = early_stopping.best_epoch if early_stopping is not None else epochs_run - 1
     metrics.update(
