@@ -32,10 +32,8 @@ LEVELS = ("none", "last", "mean")  # what a forecasting model subtracts from eac
 TRANSFORMS = ("none", "log")  # applied to the target before scaling, undone for the scores
 MISSING_POLICIES = ("error", "drop", "ffill", "interpolate")
 AEON_SERIES = ("airline", "lynx", "shampoo", "uschange")  # pipeline.data.tables reads their files
-DISTRIBUTIONS = (
-    "none",
-    "mirrored",
-)  # how one model spreads over devices (training/distribution.py)
+# How one model spreads over devices (training/distribution.py).
+DISTRIBUTIONS = ("none", "mirrored")
 
 
 def _check_int(key: str, value: int, low: int = 1) -> None:
