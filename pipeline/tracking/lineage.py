@@ -64,4 +64,24 @@ def log_datasets(data, data_name: str) -> None:
                 dict(zip(data.class_names, counts.tolist(), strict=True))
             )[:5000]
         tags.append(split_tags)
-    mlflow.log_inputs(datasets=datasets, contexts=contexts, tags_list=tags)
+    log_inputs(datasets=datasets, contexts=contexts, tags_list=tags)
+
+
+def log_inputs(**inputs) -> None:
+    """`mlflow.log_inputs`, once more after losing a race on a new dataset.
+
+    MLflow's SQL store (3.17) looks a dataset up, then inserts it if missing, without a lock:
+    runs on a database server (an `mlflow server` on PostgreSQL, sweep workers) that log the same
+    new dataset at the same moment all insert it, and all but one fail with a duplicate-key
+    error. The dataset exists once the winner has committed, so the same call then links it.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.log_inputs(**inputs)
+    except MlflowException as exc:
+        text = str(exc).lower()
+        if "insert into datasets" not in text or not ("duplicate" in text or "unique" in text):
+            raise
+        mlflow.log_inputs(**inputs)
