@@ -65,6 +65,15 @@ def logged_steps(uri: str, run_id: str, key: str = "loss") -> list[int]:
     return sorted(m.step for m in history)
 
 
+def finished_with_every_epoch(proc: subprocess.Popen, err: str, uri: str, epochs: int):
+    """The single run in the server's store, FINISHED with a loss logged for every epoch."""
+    assert proc.returncode == 0, err[-3000:]
+    [run] = runs_in(uri)
+    assert run.info.status == "FINISHED"
+    assert logged_steps(uri, run.info.run_id) == list(range(epochs))
+    return run
+
+
 def test_sweep_workers_log_to_one_server_and_survive_a_database_restart(
     mlflow_server, postgres, tmp_path
 ):
@@ -122,10 +131,7 @@ def test_a_short_outage_is_bridged_by_mlflows_retries(mlflow_server, tmp_path):
         mlflow_server.start()
     finally:
         out, err = finish(proc)
-    assert proc.returncode == 0, err[-3000:]
-    [run] = runs_in(mlflow_server.url)
-    assert run.info.status == "FINISHED"
-    assert logged_steps(mlflow_server.url, run.info.run_id) == list(range(EPOCHS))
+    run = finished_with_every_epoch(proc, err, mlflow_server.url, EPOCHS)
     assert "tracking.resent_steps" not in run.data.tags
 
 
@@ -142,10 +148,7 @@ def test_epochs_missed_in_a_longer_outage_are_sent_again_at_the_end(mlflow_serve
         mlflow_server.start()
     finally:
         out, err = finish(proc)
-    assert proc.returncode == 0, err[-3000:]
-    [run] = runs_in(mlflow_server.url)
-    assert run.info.status == "FINISHED"
-    assert logged_steps(mlflow_server.url, run.info.run_id) == list(range(epochs))
+    run = finished_with_every_epoch(proc, err, mlflow_server.url, epochs)
     resent = [int(s) for s in run.data.tags["tracking.resent_steps"].split(",")]
     assert resent and min(resent) >= 1 and max(resent) < epochs - 1
     assert "were sent again now" in err
