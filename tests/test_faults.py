@@ -130,6 +130,7 @@ def test_eight_concurrent_runs_all_recorded(tmp_path):
     assert len(list((tmp_path / "outputs").glob("*/*"))) == 8  # eight distinct run folders
 
 
+@pytest.mark.slow  # 10-15 s of training: out of the fast tier
 def test_deterministic_runs_are_identical(store, tmp_path):
     import keras
 

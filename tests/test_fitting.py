@@ -31,7 +31,9 @@ def fresh_model(cell: str):
     return build_model(model_cfg(cell=cell, units=8), SPEC)
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])  # the LSTM on the hand-written gradient
+@pytest.mark.parametrize(
+    "cell", [pytest.param("gru", marks=pytest.mark.slow), "lstm"]
+)  # the LSTM on the hand-written gradient
 def test_pipeline_defaults_learn_what_plain_keras_learns(cell):
     import keras
 
@@ -89,6 +91,7 @@ def probed_model(parts: int):
     return model
 
 
+@pytest.mark.slow  # 10-15 s of training: out of the fast tier
 def test_batch_splits_train_on_parts_and_learn_what_the_whole_batch_learns():
     (x, y), val = arrays(97, 0), arrays(96, 1)  # batches of 32, 32, 32 and 1: a part is empty
     train_ds = to_tf_dataset(x, y, 32, shuffle=False, seed=0, cache=True)

@@ -89,6 +89,7 @@ def test_only_layers_it_computes_exactly_are_fused():
         assert use_fused_lstm(model) == [], name
 
 
+@pytest.mark.slow  # trains twice: out of the fast tier
 def test_input_dropout_and_masks_use_keras_loop_and_still_train():
     import keras
 

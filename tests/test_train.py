@@ -109,6 +109,7 @@ def test_a_runs_process_settings_do_not_carry_into_the_next_run():
     assert model.jit_compile is on_cpu()
 
 
+@pytest.mark.slow  # 10-15 s of training: out of the fast tier
 def test_a_cold_data_cache_trains_the_same_model_as_a_warm_one(store, tmp_path):
     """Generating MNIST-1D draws from NumPy's global generator and loading the cached arrays
     does not; the first run on a machine must still match every later one with its seed (3:
@@ -136,6 +137,7 @@ def test_train_regression_reports_rmse(store, tmp_path):
     assert "plots/predicted_vs_actual.png" in artifact_paths(store, run.info.run_id, "plots")
 
 
+@pytest.mark.slow  # 10-15 s of training: out of the fast tier
 def test_early_stopping_restores_the_best_epoch(store, tmp_path):
     import mlflow
 
@@ -162,7 +164,13 @@ def test_early_stopping_restores_the_best_epoch(store, tmp_path):
 
 @pytest.mark.parametrize(
     "preset",
-    ["toy_simple_rnn", "sine_simple_rnn", "sequence_lstm", "mnist_rows_lstm", "mnist_two_lstm"],
+    [
+        "toy_simple_rnn",
+        "sine_simple_rnn",
+        pytest.param("sequence_lstm", marks=pytest.mark.slow),  # 7-17 s each: out of the fast tier
+        pytest.param("mnist_rows_lstm", marks=pytest.mark.slow),
+        pytest.param("mnist_two_lstm", marks=pytest.mark.slow),
+    ],
 )
 def test_experiment_presets_run(store, tmp_path, preset, tfds_mock):
     overrides = [

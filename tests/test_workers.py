@@ -99,8 +99,13 @@ def bad_settings(*extra: str):
     "extra, named",
     [
         (["hydra.sweeper.n_workers=0"], "hydra.sweeper.n_workers"),
-        (["hydra.sweeper.n_jobs=2"], "hydra.sweeper.n_jobs"),
-        (["hydra.sweeper.gpus_per_trial=-1"], "hydra.sweeper.gpus_per_trial"),
+        # A sweep process each (5 s): one in the fast tier.
+        pytest.param(["hydra.sweeper.n_jobs=2"], "hydra.sweeper.n_jobs", marks=pytest.mark.slow),
+        pytest.param(
+            ["hydra.sweeper.gpus_per_trial=-1"],
+            "hydra.sweeper.gpus_per_trial",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_bad_worker_settings_are_named(store, tmp_path, extra, named):
