@@ -23,6 +23,22 @@ import pytest
 from conftest import child_env, free_port
 
 
+def wait_until_serving(base: str, proc: subprocess.Popen, timeout: float = 240) -> None:
+    """Wait until the MLflow server at `base` answers /health with OK; fail if `proc` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the server exited with status {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
+                if response.read() == b"OK":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"the server did not answer at {base} within {timeout} s")
+
+
 def pg_binary(name: str) -> str | None:
     """A PostgreSQL program from PATH, else from Debian's /usr/lib/postgresql/<version>/bin."""
     versions = glob(f"/usr/lib/postgresql/*/bin/{name}")
@@ -140,18 +156,11 @@ class MlflowServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its workers stop with it
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                log = (self.root / "mlflow-server.log").read_text()[-3000:]
-                raise AssertionError(f"mlflow server exited with {self.proc.returncode}:\n{log}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=5) as response:
-                    if response.read() == b"OK":
-                        return
-            except OSError:
-                time.sleep(0.25)
-        raise AssertionError(f"mlflow server did not answer at {self.url} within {timeout} s")
+        try:
+            wait_until_serving(self.url, self.proc, timeout)
+        except AssertionError as exc:
+            log = (self.root / "mlflow-server.log").read_text()[-3000:]
+            raise AssertionError(f"{exc}:\n{log}") from None
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import ROOT, free_port, make_cfg, runs_in
+from servers import wait_until_serving
 from test_environment import gpus_on_this_machine
 
 from pipeline.cli.ui import server_command
@@ -26,19 +27,6 @@ RUN_NAME = "ui-smoke-run"
 def get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=30) as response:
         return response.read()
-
-
-def wait_until_serving(base: str, proc, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the UI exited with status {proc.returncode}")
-        try:
-            if get(f"{base}/health") == b"OK":
-                return
-        except OSError:
-            time.sleep(1)
-    raise AssertionError(f"the UI did not answer at {base} within {timeout} s")
 
 
 @pytest.fixture(scope="module")

@@ -105,7 +105,7 @@ def ride_out_restarts(engine: sqlalchemy.Engine, url: URL) -> None:
     """
     if url.get_backend_name() == "sqlite":
         return  # a file, no server to wait for
-    where = f"{url.host or 'localhost'}:{url.port or DEFAULT_PORTS.get(url.get_backend_name())}"
+    where = host_and_port(url)
 
     @sqlalchemy.event.listens_for(engine, "do_connect")
     def connect(dialect, conn_rec, cargs, cparams):
@@ -174,10 +174,14 @@ def missing_driver(url: URL, exc: ImportError) -> PipelineError:
     )
 
 
+def host_and_port(url: URL) -> str:
+    """HOST:PORT of a database URL, with the backend's default port where the URL has none."""
+    return f"{url.host or 'localhost'}:{url.port or DEFAULT_PORTS.get(url.get_backend_name(), '?')}"
+
+
 def unreachable(url: URL, exc: sa_exc.OperationalError) -> PipelineError:
     backend = url.get_backend_name()
-    port = url.port or DEFAULT_PORTS.get(backend, "?")
-    where = f"{url.host or 'localhost'}:{port} ({backend}, database {url.database})"
+    where = f"{host_and_port(url)} ({backend}, database {url.database})"
     if backend == "sqlite":
         where = f"{url.database} (sqlite)"
     lines = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]

@@ -334,10 +334,9 @@ def epoch_logger():
             ops = mlflow.log_metrics(metrics, step=epoch, timestamp=stamp, synchronous=False)
             self.sent.append((epoch, metrics, stamp, ops))
 
-        def deliver(self) -> list[int]:
+        def deliver(self) -> None:
             """Wait for every epoch's write and send the ones that failed again, synchronously,
-            with their own step and time; returns their steps. TrackingUnreachable when the
-            server is still down."""
+            with their own step and time. TrackingUnreachable when the server is still down."""
             failed = []
             for epoch, metrics, stamp, ops in self.sent:
                 try:
@@ -346,7 +345,7 @@ def epoch_logger():
                     failed.append((epoch, metrics, stamp))
             self.sent.clear()
             if not failed:
-                return []
+                return
             steps = [epoch for epoch, _, _ in failed]
             try:
                 for epoch, metrics, stamp in failed:
@@ -367,6 +366,5 @@ def epoch_logger():
                 "and time (tag tracking.resent_steps).",
                 file=sys.stderr,
             )
-            return steps
 
     return EpochLogger()
