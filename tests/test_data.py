@@ -166,7 +166,10 @@ def test_tfds_mnist_rows_with_mock_data(tfds_mock):
     assert data.sizes == {"train": 36, "val": 4, "test": 40}
     x, y = first_batch(data.train)
     assert x.shape == (8, 28, 28) and x.dtype == np.float32
-    assert 0.0 <= x.min() and x.max() <= 1.0
+    # Raw pixels in the pipeline, scaled to [0, 1] by the model's first layer, so the logged
+    # model takes raw images too.
+    assert 0.0 <= x.min() and x.max() <= 255.0 and data.spec.input_scale == pytest.approx(1 / 255)
+    assert len(data.class_names) == 10 and data.serving["input_shape"] == [28, 28]
 
 
 def test_tfds_offline_error_names_dataset_and_alternative(tmp_path):

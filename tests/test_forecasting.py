@@ -28,7 +28,8 @@ def test_scores_by_hand():
     y = np.array([[4.0, 6.0], [6.0, 8.0]])
     pred = np.array([[4.0, 5.0], [7.0, 8.0]])  # errors 0, 1, 1, 0
     train_target = np.array([1.0, 3.0, 2.0, 6.0])  # lag-1 steps 2, 1, 4: scale 7/3
-    out = forecasting.scores(y, pred, x, train_target, season=2)
+    scale = forecasting.mase_scale(train_target, 2)
+    out = forecasting.scores(y, pred, x, scale, season=2)
     assert out["test_mae"] == pytest.approx(0.5)
     assert out["test_rmse"] == pytest.approx(np.sqrt(0.5))
     # persistence: [3, 3], [5, 5] -> errors 1, 3, 1, 3
@@ -40,7 +41,8 @@ def test_scores_by_hand():
     assert out["test_mase"] == pytest.approx(0.5 / 2.0)
     assert out["test_rmse_h1"] == pytest.approx(np.sqrt(0.5))
     assert out["test_rmse_h2"] == pytest.approx(np.sqrt(0.5))
-    no_season = forecasting.scores(y, pred, x, train_target, season=None)
+    scale = forecasting.mase_scale(train_target, None)
+    no_season = forecasting.scores(y, pred, x, scale, season=None)
     assert "test_rmse_seasonal_naive" not in no_season
     assert no_season["test_mase"] == pytest.approx(0.5 / (7 / 3))
 

@@ -9,7 +9,6 @@ import sys
 
 import pytest
 
-from pipeline.tracking import model_logging
 from pipeline.tracking import store as tracking_store
 from pipeline.tracking.runs import (
     HOST_TAG,
@@ -129,24 +128,6 @@ def test_runs_of_dead_processes_are_marked_failed_and_live_ones_left_alone(store
     reason = client.get_run(ids["dead"]).data.tags["status_reason"]
     assert runs["dead"][PID_TAG] in reason and "ended without closing the run" in reason
     assert mark_dead_runs(store) == []  # closed once
-
-
-def test_logged_model_loads_back_and_predicts_like_the_in_memory_model(store):
-    import keras
-    import mlflow
-    import numpy as np
-
-    model = keras.Sequential([keras.Input((6, 2)), keras.layers.GRU(3), keras.layers.Dense(4)])
-    x = np.random.default_rng(0).normal(size=(7, 6, 2)).astype("float32")
-    with open_run(store, "models", "m", {}, system_metrics=False) as run:
-        uri = model_logging.log_model(model, x[:2])
-    loaded = mlflow.pyfunc.load_model(uri)
-    assert loaded.metadata.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 6, 2)
-    assert loaded.metadata.flavors["tensorflow"]["model_type"] == "keras"
-    assert uri.startswith("models:/")  # MLflow 3: a logged model, linked to the run
-    loaded = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
-    np.testing.assert_allclose(loaded.predict(x), model.predict(x, verbose=0), rtol=1e-6)
-    assert loaded.input_example.shape == (2, 6, 2)
 
 
 def test_interrupts_wait_for_a_safe_point_and_a_second_one_goes_through():

@@ -256,10 +256,15 @@ def test_smoke_run_is_fully_tracked(store, tmp_path):
 
     mlflow.set_tracking_uri(store)
     pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
-    final = keras.saving.load_model(tmp_path / "out" / "model.keras")  # what train() held
+    final = keras.saving.load_model(tmp_path / "out" / "model.keras")  # plain Keras loads it
     x = pyfunc.input_example
     assert x.shape == (5, 40, 1)
-    np.testing.assert_allclose(pyfunc.predict(x), final.predict(x, verbose=0), rtol=1e-5)
+    answer = pyfunc.predict(x)  # labels and each class's probability, from raw inputs
+    probabilities = final.predict(x, verbose=0)
+    assert list(answer.columns) == ["row", "label", *(f"p_{i}" for i in range(10))]
+    np.testing.assert_allclose(answer.filter(like="p_"), probabilities, rtol=1e-5)
+    assert answer.label.tolist() == [str(i) for i in probabilities.argmax(axis=-1)]
+    assert artifact_paths(store, run_id, "predictions") == {"predictions/test.csv"}
     [version] = client.search_model_versions("name='rnn-smoke'")
     assert version.run_id == run_id and int(version.version) == 1
 

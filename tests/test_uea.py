@@ -108,8 +108,10 @@ def test_uea_run_logs_class_scores_names_and_padding(store, ts_pair):
 def _logged_layers(run):
     import mlflow
 
-    model = mlflow.tensorflow.load_model(f"runs:/{run.info.run_id}/model")
-    return model.layers
+    import keras
+
+    path = mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/checkpoints/best.keras")
+    return keras.saving.load_model(path).layers  # the model as trained
 
 
 @pytest.mark.parametrize(

@@ -127,6 +127,9 @@ class RnnOptunaSweeperConf:
     heartbeat_interval: float | None = 60
     grace_period: float = 300
     stale_retries: int = 1
+    # Register the best trial's model under this name in MLflow's model registry and point the
+    # alias `champion` at it while it is the best; null = don't register.
+    register_best: str | None = None
     params: dict[str, str] | None = None
 
 

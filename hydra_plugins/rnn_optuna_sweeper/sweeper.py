@@ -46,6 +46,14 @@ class RnnOptunaSweeper(Sweeper):
                 "one ends; n_jobs batches trials through Hydra's launcher: choose one)",
                 settings["n_jobs"],
             )
+        name = settings.get("register_best")
+        if name is not None and (not str(name).strip() or any(c in str(name) for c in "/:@")):
+            raise invalid_value(
+                "hydra.sweeper.register_best",
+                "null or a registered model name without '/', ':' or '@' (MLflow refuses the "
+                "first two; models:/NAME@champion cannot hold the third)",
+                name,
+            )
         self.settings = Settings(**settings)
         self.algorithms = Algorithms(_plain(sampler), _plain(pruner))
         self.params = _plain(params) or {}

@@ -76,8 +76,9 @@ def explain(exc: Exception, base_cfg) -> str | None:
     return None
 
 
-def preflight(argv: list[str]) -> None:
-    """Exit with a clear message if the overrides in argv do not compose; else return."""
+def preflight(argv: list[str], conf_dir=CONF_DIR, name: str = "config", register=None) -> None:
+    """Exit with a clear message if the overrides in argv do not compose into the app's config
+    (`name` in `conf_dir`, its schemas put in the ConfigStore by `register`); else return."""
     if any(a.startswith("-") for a in argv):
         return  # multirun, --help, --cfg...: sweep syntax is Hydra's to check
     from hydra import compose, initialize_config_dir
@@ -85,10 +86,10 @@ def preflight(argv: list[str]) -> None:
     from pipeline.config import register_configs
     from pipeline.config.schema import unknown_key_error, unknown_keys
 
-    register_configs()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+    (register or register_configs)()
+    with initialize_config_dir(str(conf_dir), version_base="1.3"):
         try:
-            cfg = compose("config", overrides=argv)
+            cfg = compose(name, overrides=argv)
         except Exception as exc:  # noqa: BLE001 - anything unexplained is left to Hydra
             error = exc
         else:
@@ -99,10 +100,10 @@ def preflight(argv: list[str]) -> None:
         # keys listed are those of the chosen options.
         groups = [a for a in argv if "." not in a.partition("=")[0].lstrip("+~")]
         try:
-            base = compose("config", overrides=groups)
+            base = compose(name, overrides=groups)
         except Exception:  # noqa: BLE001 - a bad group choice: list the default config's keys
             try:
-                base = compose("config")
+                base = compose(name)
             except Exception:  # noqa: BLE001
                 base = None
         message = explain(error, base)

@@ -510,6 +510,17 @@ def unknown_key_error(key: str, valid: list[str]) -> ConfigError:
 
 def validate(cfg: DictConfig) -> Config:
     """Turn a composed config into schema objects, raising ConfigError on any bad value."""
+    conf = to_objects(cfg)
+    if not isinstance(conf.data, DataConfig):
+        raise ConfigError(
+            "The `data` group is not set to a known dataset. Choose one with `data=NAME` "
+            f"(options: {', '.join(n for n in DATA_SCHEMAS if n != 'tfds')}, mnist, fashion_mnist)."
+        )
+    return conf
+
+
+def to_objects(cfg: DictConfig):
+    """A composed config as its schema's objects (any app's), or one ConfigError paragraph."""
     for key, valid in unknown_keys(cfg):
         raise unknown_key_error(key, valid)
     try:
@@ -528,9 +539,4 @@ def validate(cfg: DictConfig) -> Config:
             f"The config is invalid at `{key}`: {reason}. Fix that value on the command line "
             "or in the YAML file."
         ) from None
-    if not isinstance(conf.data, DataConfig):
-        raise ConfigError(
-            "The `data` group is not set to a known dataset. Choose one with `data=NAME` "
-            f"(options: {', '.join(n for n in DATA_SCHEMAS if n != 'tfds')}, mnist, fashion_mnist)."
-        )
     return conf

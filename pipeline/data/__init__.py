@@ -8,7 +8,13 @@ from pipeline.config import DataConfig
 from pipeline.config.errors import ConfigError
 from pipeline.config.schema import SequencesDataConfig, TableSeriesDataConfig, UeaDataConfig
 from pipeline.data import mnist1d, sequences, series, tables, tfds_rows, uea
-from pipeline.data.datasets import Datasets, DataSpec, build_datasets, to_tf_dataset
+from pipeline.data.datasets import (
+    Datasets,
+    DataSpec,
+    array_serving,
+    build_datasets,
+    to_tf_dataset,
+)
 
 __all__ = ["DataSpec", "Datasets", "build_datasets", "make_datasets", "to_tf_dataset"]
 
@@ -18,7 +24,7 @@ def _toy(cfg: DataConfig, seed: int) -> Datasets:
     y = np.array([[10], [20]], dtype=np.float32)
     spec = DataSpec(input_shape=(4, 1), task="regression", output_size=1)
     arrays = {split: (x, y) for split in ("train", "val", "test")}
-    return build_datasets(arrays, spec, cfg, seed, source={"loader": "toy"})
+    return build_datasets(arrays, spec, cfg, seed, source={"loader": "toy"}, **array_serving(x))
 
 
 def make_datasets(cfg: DataConfig, seed: int) -> Datasets:

@@ -30,6 +30,8 @@ class DataSpec:
     # Forecasting: the model takes each window's level ("last" value or "mean") out of its
     # inputs and adds the target's back to its forecast, so it can follow a trend (None: not).
     level: str | None = None
+    # Inputs are multiplied by this inside the model (image pixels: 1/255; None: not scaled).
+    input_scale: float | None = None
 
 
 @dataclass
@@ -53,6 +55,15 @@ class Datasets:
     class_names: list[str] = field(default_factory=list)
     # Facts about the data for the run's tags (lengths, padding, truncation, values filled).
     tags: dict[str, str] = field(default_factory=dict)
+    # What a raw input looks like and how it was scaled, for the logged model to take raw
+    # inputs (pipeline.models.served): "kind" (forecast, sequences or arrays) and its layout.
+    serving: dict[str, Any] = field(default_factory=dict)
+    # A few raw inputs as the logged model takes them (its input example): a DataFrame of rows
+    # for forecasts and sequence tables, an array otherwise.
+    example: Any = None
+    # The test examples' ids, in the test arrays' order: sequence ids, or for a forecast the row
+    # of each window's first target (the test predictions the run logs carry them).
+    test_ids: np.ndarray | None = None
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -127,3 +138,38 @@ def check_columns(frame, wanted: list[str], path, keys: str) -> None:
             f"Column(s) {', '.join(absent)} not found in {path}; it has: "
             f"{', '.join(map(str, frame.columns))}. Set {keys} to these names."
         )
+
+
+def array_serving(x_test: np.ndarray) -> dict[str, Any]:
+    """Datasets' serving fields for inputs of one fixed shape (images read by rows, MNIST-1D):
+    the logged model takes an array of raw inputs."""
+    return {
+        "serving": {"kind": "arrays", "input_shape": list(x_test.shape[1:])},
+        "example": x_test[:5],
+        "test_ids": np.arange(len(x_test)),
+    }
+
+
+def read_frame(path: Path):
+    """A CSV or Parquet file (by its suffix) as a DataFrame, or the DataError naming it."""
+    import pandas as pd
+
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+    try:
+        return pd.read_parquet(path) if parquet else pd.read_csv(path)
+    except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many kinds on a bad file
+        raise DataError(
+            f"{path} could not be read as {'Parquet' if parquet else 'CSV'} "
+            f"({type(exc).__name__}: {exc}). Check the file's format."
+        ) from None
+
+
+def date_strings(dates) -> list[str]:
+    """Dates as text: just the day where every one is midnight, else the full timestamp (as
+    pipeline.models.served writes a forecast's dates, which must load without this package)."""
+    import pandas as pd
+
+    index = pd.DatetimeIndex(dates)
+    if (index == index.normalize()).all():
+        return [str(d.date()) for d in index]
+    return [str(d) for d in index]

@@ -64,9 +64,29 @@ def length_buckets(splits: dict, length: int, cfg, seed: int):
     return batches, tags
 
 
-def labelled_datasets(splits: dict, classes: list[str], cfg, seed: int, source: dict) -> Datasets:
-    """Datasets from {split: (list of (steps, channels) arrays, string labels)}; `classes`, the
-    sorted label names, has at least two (the loaders say which file has only one)."""
+def long_table(sequences: list[np.ndarray], ids, layout: dict):
+    """Sequences as the logged model takes them: one row per step, the id column (and the order
+    column, 0, 1, ...) then the feature columns, as in `layout`."""
+    import pandas as pd
+
+    parts = []
+    for sid, seq in zip(ids, sequences, strict=True):
+        part = pd.DataFrame(seq, columns=layout["features"])
+        if layout["order"]:
+            part.insert(0, layout["order"], np.arange(len(seq)))
+        part.insert(0, layout["id"], sid)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def labelled_datasets(
+    splits: dict, classes: list[str], cfg, seed: int, source: dict, layout: dict
+) -> Datasets:
+    """Datasets from {split: (list of (steps, channels) arrays, string labels, ids)}; `classes`,
+    the sorted label names, has at least two (the loaders say which file has only one);
+    `layout` names the id, order and feature columns a raw input table has."""
+    ids = {split: np.asarray(part[2]) for split, part in splits.items()}
+    splits = {split: part[:2] for split, part in splits.items()}
     for split, (seqs, _) in splits.items():
         if len(seqs) == 0:
             raise DataError(
@@ -111,7 +131,18 @@ def labelled_datasets(splits: dict, classes: list[str], cfg, seed: int, source: 
         "data.padding_share": f"{padded / total:.3f}",
         "data.classes": ",".join(classes)[:500],
     }
-    extra = {}
+    serving = {
+        "kind": "sequences",
+        **layout,
+        "length": length,
+        "bucketed": bucketed,
+        "pad_value": PAD_VALUE if variable else None,
+    }
+    extra = {
+        "serving": serving,
+        "example": long_table(splits["train"][0][:2], ids["train"][:2], layout),
+        "test_ids": ids["test"],
+    }
     if bucketed:
         extra["batches"], bucket_tags = length_buckets(splits, length, cfg, seed)
         tags.update(bucket_tags)

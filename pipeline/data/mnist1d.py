@@ -11,7 +11,7 @@ import numpy as np
 
 from pipeline.config.errors import DataError
 from pipeline.config.schema import Mnist1dDataConfig
-from pipeline.data.datasets import Datasets, DataSpec, build_datasets
+from pipeline.data.datasets import Datasets, DataSpec, array_serving, build_datasets
 
 
 def cache_root(cache_dir: str | None) -> Path:
@@ -85,4 +85,6 @@ def load(cfg: Mnist1dDataConfig, seed: int) -> Datasets:
     }
     spec = DataSpec(input_shape=x.shape[1:], task="classification", output_size=10)
     source = {"loader": "mnist1d.data.make_dataset", "args": args, "cache_file": str(path)}
-    return build_datasets(splits, spec, cfg, seed, source=source)
+    return build_datasets(
+        splits, spec, cfg, seed, source=source, **array_serving(splits["test"][0])
+    )

@@ -11,23 +11,15 @@ import numpy as np
 
 from pipeline.config.errors import DataError
 from pipeline.config.schema import SequencesDataConfig
-from pipeline.data.datasets import Datasets, check_columns, existing_file
+from pipeline.data.datasets import Datasets, check_columns, existing_file, read_frame
 from pipeline.data.labelled import labelled_datasets, stratified_split
 
 
 def read_table(cfg: SequencesDataConfig):
-    import pandas as pd
-
     path = existing_file(
         cfg.path, f"The table `data.path={cfg.path}`", "Pass an existing CSV or Parquet file."
     )
-    try:
-        frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
-    except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many kinds on a bad file
-        raise DataError(
-            f"{path} could not be read as {'Parquet' if path.suffix == '.parquet' else 'CSV'} "
-            f"({type(exc).__name__}: {exc}). Check the file's format."
-        ) from None
+    frame = read_frame(path)
     named = [c for c in (cfg.id, cfg.label, cfg.order, cfg.group, *cfg.features) if c]
     keys = "`data.id`, `data.label`, `data.order`, `data.group` and `data.features`"
     check_columns(frame, named, path, keys)
@@ -71,8 +63,9 @@ def load(cfg: SequencesDataConfig, seed: int) -> Datasets:
             f"different labels in `{cfg.label}`. Each sequence needs one label: fix those rows "
             "or check that `data.id` names the sequence column."
         )
-    sequences, labels, groups = [], [], []
-    for _, rows in frame.groupby(cfg.id, sort=True):  # one pass over the sequences
+    sequences, labels, groups, ids = [], [], [], []
+    for sid, rows in frame.groupby(cfg.id, sort=True):  # one pass over the sequences
+        ids.append(sid)
         sequences.append(rows[features].to_numpy(np.float64))
         labels.append(str(rows[cfg.label].iloc[0]))
         groups.append(str(rows[cfg.group].iloc[0]) if cfg.group else "")
@@ -87,8 +80,9 @@ def load(cfg: SequencesDataConfig, seed: int) -> Datasets:
         labels[rest], share, seed, None if groups is None else groups[rest]
     )
     train, val = rest[keep], rest[val]
+    ids = np.array(ids)
     splits = {
-        name: ([sequences[i] for i in index], labels[index])
+        name: ([sequences[i] for i in index], labels[index], ids[index])
         for name, index in (("train", train), ("val", val), ("test", test))
     }
     source = {
@@ -97,4 +91,5 @@ def load(cfg: SequencesDataConfig, seed: int) -> Datasets:
         "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "sequences": len(sequences),
     }
-    return labelled_datasets(splits, classes, cfg, seed, source)
+    layout = {"id": cfg.id, "order": cfg.order, "features": features, "label": cfg.label}
+    return labelled_datasets(splits, classes, cfg, seed, source, layout)

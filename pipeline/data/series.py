@@ -11,7 +11,7 @@ import numpy as np
 
 from pipeline.config.errors import DataError
 from pipeline.config.schema import SeriesDataConfig, SineDataConfig
-from pipeline.data.datasets import Datasets, DataSpec, build_datasets
+from pipeline.data.datasets import Datasets, DataSpec, build_datasets, date_strings
 
 
 def split_bounds(n: int, val_fraction: float, test_fraction: float) -> dict[str, tuple[int, int]]:
@@ -51,13 +51,16 @@ def windowed(
     seed: int,
     source: dict,
     times=None,
+    columns: list[str] | None = None,
     **extra,
 ):
     """Split, scale on train rows, window each split and wrap it as Datasets (`times`: each
-    row's date, or None; `extra`: more Datasets fields, such as the run's tags)."""
+    row's date, or None; `columns`: the columns' names, target first; `extra`: more Datasets
+    fields, such as the run's tags)."""
     values = np.asarray(values, dtype=np.float64)
     if values.ndim == 1:
         values = values[:, None]
+    raw = values
     bounds = split_bounds(len(values), cfg.val_fraction, cfg.test_fraction)
     train_lo, train_hi = bounds["train"]
     train_target = values[train_lo:train_hi, target_col].copy()  # MASE's scale, in the units
@@ -79,8 +82,10 @@ def windowed(
                 "longer series."
             )
         arrays[split] = windows[:2]
-        if split == "test" and times is not None:
-            extra["test_times"] = np.asarray(times)[windows[2]]
+        if split == "test":
+            extra["test_ids"] = windows[2]
+            if times is not None:
+                extra["test_times"] = np.asarray(times)[windows[2]]
     sequence = cfg.target_mode == "sequence"
     spec = DataSpec(
         input_shape=(cfg.window, values.shape[1]),
@@ -92,9 +97,38 @@ def windowed(
     scaler = {"mean": float(mean[target_col]), "std": float(std[target_col])}
     if cfg.transform == "log":
         scaler["log"] = True
+    columns = columns or ["value"]
+    extra.update(forecast_serving(raw, columns, cfg, mean, std, times, extra.get("tags", {})))
     return build_datasets(
         arrays, spec, cfg, seed, source=source, scaler=scaler, train_target=train_target, **extra
     )
+
+
+def forecast_serving(raw, columns, cfg: SeriesDataConfig, mean, std, times, tags) -> dict:
+    """Datasets' serving fields for a forecast: the columns the logged model takes (target
+    first, raw units), their training statistics (after `data.transform`), and its example (the
+    series' first window of rows)."""
+    import pandas as pd
+
+    time = getattr(cfg, "time", None) if times is not None else None
+    example = pd.DataFrame(raw[: cfg.window], columns=columns)
+    if time:
+        example.insert(0, time, date_strings(np.asarray(times)[: cfg.window]))
+    serving = {
+        "kind": "forecast",
+        "columns": list(columns),
+        "time": time,
+        "frequency": tags.get("data.frequency"),
+        "window": cfg.window,
+        "horizon": cfg.horizon,
+        "target_mode": cfg.target_mode,
+        "transform": cfg.transform,
+        "missing": getattr(cfg, "missing", "error"),
+        "season": getattr(cfg, "season", None),
+        "input_mean": mean.tolist(),
+        "input_std": std.tolist(),
+    }
+    return {"serving": serving, "example": example}
 
 
 def log_target(target: np.ndarray) -> np.ndarray:
@@ -118,7 +152,7 @@ def load_sine(cfg: SineDataConfig, seed: int) -> Datasets:
         "loader": "numpy.sin",
         "args": {"length": cfg.length, "step": cfg.step, "noise": cfg.noise, "seed": seed},
     }
-    return windowed(series, 0, cfg, seed, source)
+    return windowed(series, 0, cfg, seed, source, columns=["value"])
 
 
 def load_sunspots(cfg: SeriesDataConfig, seed: int) -> Datasets:
@@ -130,4 +164,5 @@ def load_sunspots(cfg: SeriesDataConfig, seed: int) -> Datasets:
         "loader": "statsmodels.datasets.sunspots",
         "args": {"statsmodels": statsmodels.__version__, "column": "SUNACTIVITY"},
     }
-    return windowed(frame["SUNACTIVITY"].to_numpy(), 0, cfg, seed, source)
+    values = frame["SUNACTIVITY"].to_numpy()
+    return windowed(values, 0, cfg, seed, source, columns=["SUNACTIVITY"])

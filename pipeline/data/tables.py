@@ -58,7 +58,7 @@ def read_table(cfg: TableSeriesDataConfig) -> tuple:
     return frame, path
 
 
-def numeric_columns(frame, columns: list[str], cfg: TableSeriesDataConfig, path):
+def numeric_columns(frame, columns: list[str], missing: str, path):
     """The target and feature columns as floats, or a DataError saying which cell is wrong."""
     import pandas as pd
 
@@ -73,7 +73,7 @@ def numeric_columns(frame, columns: list[str], cfg: TableSeriesDataConfig, path)
                 f"{frame[col].iloc[row]!r} in data row {row + 1}). Every target and feature "
                 "column must hold numbers."
             )
-        if numeric.isna().any() and cfg.missing == "error":
+        if numeric.isna().any() and missing == "error":
             raise DataError(
                 f"Column `{col}` of {path} has {int(numeric.isna().sum())} missing value(s) "
                 f"(first in data row {int(np.argmax(numeric.isna().to_numpy())) + 1}). Fill or "
@@ -187,7 +187,7 @@ def read_series(cfg: TableSeriesDataConfig):
     check_columns(frame, wanted, path, "`data.target`, `data.features` and `data.time`")
     if len(frame) == 0:
         raise DataError(f"The CSV file {path} has a header but no rows. Add one row per time step.")
-    values, counts = fill_missing(numeric_columns(frame, columns, cfg, path), cfg.missing)
+    values, counts = fill_missing(numeric_columns(frame, columns, cfg.missing, path), cfg.missing)
     if len(values) == 0:
         raise DataError(
             f"Every row of {path} has a missing value, so `data.missing={cfg.missing}` left none."
@@ -222,4 +222,4 @@ def load(cfg: TableSeriesDataConfig, seed: int) -> Datasets:
         "args": args,
         "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
     }
-    return windowed(values, 0, cfg, seed, source, times=times, tags=tags)
+    return windowed(values, 0, cfg, seed, source, times=times, columns=columns, tags=tags)

@@ -8,7 +8,7 @@ import numpy as np
 
 from pipeline.config.errors import DataError
 from pipeline.config.schema import TfdsDataConfig
-from pipeline.data.datasets import Datasets, DataSpec, build_datasets
+from pipeline.data.datasets import Datasets, DataSpec, array_serving, build_datasets
 
 
 def _offline_error(cfg: TfdsDataConfig, data_dir: str, reason: str) -> DataError:
@@ -32,10 +32,12 @@ def _online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
         return False
 
 
-def _scale(x, y):
+def _to_float(x, y):
+    """Pixels as floats (kept as bytes in memory: a quarter of the size); the model scales them
+    to [0, 1] itself (`DataSpec.input_scale`), so the logged model takes raw pixels."""
     import tensorflow as tf
 
-    return tf.cast(x, tf.float32) / 255.0, y
+    return tf.cast(x, tf.float32), y
 
 
 def load(cfg: TfdsDataConfig, seed: int) -> Datasets:
@@ -84,9 +86,24 @@ def load(cfg: TfdsDataConfig, seed: int) -> Datasets:
         "test": split("test", cfg.max_test_examples),
     }
     num_classes = builder.info.features["label"].num_classes
-    spec = DataSpec(input_shape=(28, 28), task="classification", output_size=num_classes)
+    spec = DataSpec(
+        input_shape=(28, 28),
+        task="classification",
+        output_size=num_classes,
+        input_scale=1 / 255,
+    )
     source = {
         "loader": "tensorflow_datasets",
         "args": {"name": cfg.name, "version": str(builder.info.version), "data_dir": data_dir},
     }
-    return build_datasets(arrays, spec, cfg, seed, source=source, map_fn=_scale)
+    x_test = arrays["test"][0]
+    return build_datasets(
+        arrays,
+        spec,
+        cfg,
+        seed,
+        source=source,
+        map_fn=_to_float,
+        class_names=builder.info.features["label"].names,
+        **array_serving(x_test),
+    )

@@ -50,8 +50,9 @@ def _pair(cfg: UeaDataConfig) -> tuple[Path, Path]:
     return tuple(existing_file(path, f"The .ts file {path}", fix) for path in (train, test))
 
 
-def read_ts(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
-    """(sequences as (steps, channels) float arrays, labels as strings), or a DataError."""
+def read_ts(path: Path, labelled: bool = True) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """(sequences as (steps, channels) float arrays, labels as strings), or a DataError; with
+    `labelled=False` a file without labels gives None for them."""
     from aeon.datasets import load_from_ts_file
 
     try:
@@ -62,7 +63,7 @@ def read_ts(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
             "header (@problemName, @univariate, @classLabel true ..., @data) against the "
             "format at timeseriesclassification.com."
         ) from None
-    if y is None or len(y) == 0:
+    if labelled and (y is None or len(y) == 0):
         raise DataError(
             f"The .ts file {path} holds no labelled sequences. It needs a header with "
             "`@classLabel true LABELS...` and `@data`, then one sequence per line ending in its "
@@ -75,6 +76,8 @@ def read_ts(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
                 f"Sequence {i} of {path} holds missing or infinite values. The archive's "
                 "unequal-length datasets end early instead; remove or fill those values."
             )
+    if y is None or len(y) == 0:
+        return sequences, None
     return sequences, np.asarray(y).astype(str)
 
 
@@ -94,13 +97,20 @@ def load(cfg: UeaDataConfig, seed: int) -> Datasets:
             "need the same classes."
         )
     keep, held = stratified_split(y_train, cfg.val_fraction, seed)
-    splits = {
-        "train": ([x_train[i] for i in keep], y_train[keep]),
-        "val": ([x_train[i] for i in held], y_train[held]),
-        "test": (x_test, y_test),
+    splits = {  # ids: the case's number in its file
+        "train": ([x_train[i] for i in keep], y_train[keep], keep),
+        "val": ([x_train[i] for i in held], y_train[held], held),
+        "test": (x_test, y_test, np.arange(len(x_test))),
     }
     source = {
         "loader": "aeon.datasets.load_from_ts_file",
         "args": {"train": str(train_path.resolve()), "test": str(test_path.resolve())},
     }
-    return labelled_datasets(splits, classes, cfg, seed, source)
+    return labelled_datasets(splits, classes, cfg, seed, source, ts_layout(x_train[0].shape[1]))
+
+
+def ts_layout(channels: int) -> dict:
+    """The columns a `.ts` file's sequences have as a long table: the case number, the step and
+    one column per channel, named as aeon names the dimensions (dim_0, dim_1, ...)."""
+    features = [f"dim_{i}" for i in range(channels)]
+    return {"id": "case", "order": "step", "features": features, "label": None}

@@ -73,6 +73,8 @@ def build_model(cfg: ModelConfig, spec: DataSpec):
         )
     pooled = cfg.pooling != "last"  # the last recurrent layer then returns every step
     stack = [keras.Input(shape=spec.input_shape, name="sequence")]
+    if spec.input_scale is not None:  # raw pixels in, so the logged model takes them
+        stack.append(layers.Rescaling(spec.input_scale, name="input_scale"))
     if spec.mask_value is not None:  # padded at the end: LSTM/GRU keep the cuDNN kernel
         stack.append(layers.Masking(mask_value=spec.mask_value, name="padding_mask"))
     if spec.channel_mean is not None:  # the model takes raw values; padding stays masked

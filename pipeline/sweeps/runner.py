@@ -23,7 +23,7 @@ from omegaconf import DictConfig, open_dict
 from optuna.trial import TrialState
 
 from pipeline.config import PipelineError, validate
-from pipeline.sweeps import job, storage, workers
+from pipeline.sweeps import job, registry, storage, workers
 from pipeline.sweeps.report import ParentRun
 from pipeline.sweeps.space import SearchSpace, format_value
 from pipeline.tracking.runs import mark_dead_runs
@@ -51,6 +51,7 @@ class Settings:
     heartbeat_interval: float | None = 60
     grace_period: float = 300
     stale_retries: int = 1
+    register_best: str | None = None
 
 
 def objective(config: DictConfig) -> tuple[str, str]:
@@ -77,6 +78,7 @@ class Sweep:
     def __init__(self, settings: Settings, space: SearchSpace, config: DictConfig, algorithms):
         self.s, self.space, self.config = settings, space, config
         self.metric, auto_direction = objective(config)
+        registry.check_config(settings.register_best, config.tracking.log_model)
         self.direction = settings.direction or auto_direction
         self.algorithms = algorithms
         sampler_cfg, pruner_cfg = algorithms.sampler_config, algorithms.pruner_config
@@ -116,6 +118,8 @@ class Sweep:
         """Run trials until the study holds n_trials; returns the study."""
         mark_dead_runs(self.uri)  # runs (trials, parents) a killed process left RUNNING
         parent = ParentRun(self.uri, self.config.tracking.experiment_name, self.study_name)
+        if self.s.register_best:
+            registry.prepare(parent.client, self.s.register_best)
         parent.open(
             self.study,
             self._parent_params(),
@@ -134,6 +138,14 @@ class Sweep:
             raise
         finally:
             parent.finish(self.study, self.space, self.metric, self.ran, status)
+        if self.s.register_best:  # a sweep that ended normally; not one interrupted or failed
+            # Under the claim lock, workers ending together register the best run once and each
+            # compares against the champion the other left.
+            with storage.claim_lock(self.storage_url):
+                line = registry.register_best(
+                    parent.client, self.uri, self.study, self.metric, self.s.register_best
+                )
+            print(line, flush=True)
         return self.study
 
     def _parent_params(self) -> dict:

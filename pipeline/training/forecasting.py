@@ -48,11 +48,11 @@ def scores(
     y: np.ndarray,
     pred: np.ndarray,
     x_target: np.ndarray,
-    train_target: np.ndarray,
+    scale: float,
     season: int | None,
 ) -> dict[str, float]:
     """Every forecast score from arrays in original units: y and pred (n, horizon), the windows'
-    target column x_target (n, window), and the training rows' target (for MASE)."""
+    target column x_target (n, window), and MASE's denominator (`mase_scale`)."""
     horizon = y.shape[1]
     out = {"test_rmse": float(rmse(y, pred)), "test_mae": mae(y, pred)}
     persistence = seasonal_naive(x_target, horizon, 1)
@@ -62,7 +62,6 @@ def scores(
         seasonal = seasonal_naive(x_target, horizon, season)
         out["test_rmse_seasonal_naive"] = float(rmse(y, seasonal))
         out["test_mae_seasonal_naive"] = mae(y, seasonal)
-    scale = mase_scale(train_target, season)
     out["test_mase"] = out["test_mae"] / scale if scale > 0 else float("nan")
     if horizon > 1:
         for k, value in enumerate(rmse(y, pred, axis=0), start=1):
@@ -83,7 +82,8 @@ def forecast_metrics(model, data, test_ds, season: int | None = None) -> dict[st
         return original_units(np.asarray(a).reshape(n, -1), data.scaler)
 
     # The target is the first input column (pipeline.data.series.windowed).
-    return scores(original(y), original(pred), original(x[..., 0]), data.train_target, season)
+    scale = mase_scale(data.train_target, season)
+    return scores(original(y), original(pred), original(x[..., 0]), scale, season)
 
 
 def apply(metrics: dict[str, float], forecast: dict[str, float]) -> dict[str, float]:

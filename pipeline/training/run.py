@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.config import Config, validate
 from pipeline.data import make_datasets
 from pipeline.models import build_model
-from pipeline.tracking import environment, lineage, model_logging, pictures
+from pipeline.tracking import environment, lineage, pictures
 from pipeline.tracking.runs import (
     epoch_logger,
     flatten,
@@ -31,6 +31,7 @@ from pipeline.training import (
     forecasting,
     objective,
     resume,
+    served,
 )
 from pipeline.training.callbacks import best_checkpoint, build_callbacks, interrupt_check
 from pipeline.training.compile import compile_model, optimizer_settings
@@ -209,5 +210,5 @@ def _fit_and_log(
     except Exception as exc:  # noqa: BLE001 - a missing picture must not fail the run
         print(f"Warning: the run's pictures were not logged: {exc}", file=sys.stderr)
     if conf.tracking.log_model:
-        model_logging.log_trained_model(model, out, test_ds, conf.tracking.registered_model_name)
+        served.log_served_model(model, data, out, conf.tracking.registered_model_name)
     return metrics

@@ -1,0 +1,99 @@
+"""The REST endpoint: `mlflow models serve` on a trained run's model answers POST /invocations
+with the same forecast `pipeline.predict` writes, for the same series."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pandas as pd
+import pytest
+from conftest import make_cfg
+from test_predict import monthly_series, predict_conf
+
+from pipeline.inference import predict
+from pipeline.training.run import run_training
+
+
+def wait_for_ping(base: str, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"mlflow models serve exited with status {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{base}/ping", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"mlflow models serve did not answer at {base} within {timeout} s")
+
+
+def post(base: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        f"{base}/invocations",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.mark.slow
+def test_served_model_answers_as_pipeline_predict(store, tmp_path, free_tcp_port):
+    csv = tmp_path / "sales.csv"
+    series = monthly_series(csv)
+    cfg = make_cfg(
+        "data=csv",
+        f"data.path={csv}",
+        "data.target=sales",
+        "data.time=month",
+        "data.window=12",
+        "data.horizon=3",
+        "trainer=smoke",
+        "model.units=8",
+    )
+    run_id = run_training(cfg, tmp_path / "out").run_id
+    out = tmp_path / "forecast.csv"
+    predict(predict_conf(f"model=runs:/{run_id}/model", f"input={csv}", f"output={out}"))
+    expected = pd.read_csv(out)
+
+    base = f"http://127.0.0.1:{free_tcp_port}"
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"runs:/{run_id}/model"]
+    command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(free_tcp_port)]
+    server = subprocess.Popen(
+        command,
+        env={**os.environ, "MLFLOW_TRACKING_URI": store},
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its workers go with it
+    )
+    try:
+        wait_for_ping(base, server)
+        rows = json.loads(series.to_json(orient="split", index=False))
+        status, answer = post(base, {"dataframe_split": rows})
+        assert status == 200, answer
+        served = pd.DataFrame(answer["predictions"])
+        assert served.month.tolist() == expected.month.tolist()
+        assert served.forecast.tolist() == pytest.approx(expected.forecast.tolist(), rel=1e-6)
+        # Every window, as `windows=all` does, through MLflow's params.
+        status, answer = post(base, {"dataframe_split": rows, "params": {"windows": "all"}})
+        assert status == 200 and len(answer["predictions"]) == (len(series) - 12 - 3 + 1) * 3
+        # A series without the target column: a 400 that names it, not a stack trace.
+        short = {"dataframe_split": {"columns": ["month"], "data": [["2020-01-01"]]}}
+        status, answer = post(base, short)
+        assert status == 400 and "sales" in answer["message"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
