@@ -62,7 +62,9 @@ def main() -> None:
     served = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
     keras_file = mlflow.artifacts.download_artifacts(f"runs:/{result.run_id}/model.keras")
     plain = keras.saving.load_model(keras_file)
-    same = np.allclose(served.predict(x[:256])["p_0"], plain.predict(x[:256], verbose=0)[:, 0], atol=1e-5)
+    same = np.allclose(
+        served.predict(x[:256])["p_0"], plain.predict(x[:256], verbose=0)[:, 0], atol=1e-5
+    )
     logged = best_rate(lambda: served.predict(x), args.inputs, args.repeats)
     keras_rate = best_rate(lambda: plain.predict(x, verbose=0), args.inputs, args.repeats)
     print(f"model: {result.model_name}, {args.inputs:,} MNIST-1D inputs, best of {args.repeats}")

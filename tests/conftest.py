@@ -29,10 +29,17 @@ def data_cache(tmp_path_factory):
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     """A fresh SQLite MLflow store for this test; returns its tracking URI."""
+    import mlflow
+
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     (tmp_path / "mlruns").mkdir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
+    # MLflow's process-wide URI too: an earlier test's `mlflow.set_tracking_uri` (pipeline.predict
+    # sets it) would otherwise win over the environment for the module-level API.
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(previous)
 
 
 def on_cpu() -> bool:

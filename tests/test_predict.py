@@ -45,26 +45,32 @@ def monthly_series(path, n: int = 120) -> pd.DataFrame:
     return frame
 
 
-@pytest.fixture
-def forecast_run(store, tmp_path):
-    csv = tmp_path / "sales.csv"
-    series = monthly_series(csv)
-    cfg = make_cfg(
-        "data=csv",
-        f"data.path={csv}",
-        "data.target=sales",
-        "data.time=month",
-        "data.window=12",
-        "data.horizon=3",
-        "data.season=12",
-        "trainer=smoke",
-        "model.units=8",
-    )
-    return run_training(cfg, tmp_path / "out"), csv, series
+@pytest.fixture(scope="module")
+def forecast_run(tmp_path_factory):
+    """One smoke forecast of a dated CSV, in a store of its own, shared by this module's tests."""
+    root = tmp_path_factory.mktemp("forecast")
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store)
+        mlflow.set_tracking_uri(store)  # as the `store` fixture does
+        csv = root / "sales.csv"
+        series = monthly_series(csv)
+        cfg = make_cfg(
+            "data=csv",
+            f"data.path={csv}",
+            "data.target=sales",
+            "data.time=month",
+            "data.window=12",
+            "data.horizon=3",
+            "data.season=12",
+            "trainer=smoke",
+            "model.units=8",
+        )
+        yield run_training(cfg, root / "out"), csv, series, store
 
 
 def test_forecast_is_dated_and_in_the_series_units(forecast_run, tmp_path):
-    result, csv, series = forecast_run
+    result, csv, series, _ = forecast_run
     out = tmp_path / "forecast.csv"
     done = predict(
         predict_conf(f"model=runs:/{result.run_id}/model", f"input={csv}", f"output={out}")
@@ -89,8 +95,8 @@ def test_forecast_is_dated_and_in_the_series_units(forecast_run, tmp_path):
     np.testing.assert_allclose(merged.actual, merged.actual_run, rtol=1e-6)
 
 
-def test_evaluate_logs_a_run_linked_to_the_model(forecast_run, tmp_path, store):
-    result, csv, _ = forecast_run
+def test_evaluate_logs_a_run_linked_to_the_model(forecast_run, tmp_path):
+    result, csv, _, store = forecast_run
     model = f"runs:/{result.run_id}/model"
     done = predict(
         predict_conf(
@@ -113,7 +119,7 @@ def test_evaluate_logs_a_run_linked_to_the_model(forecast_run, tmp_path, store):
 
 
 def test_wrong_inputs_are_refused_with_what_was_expected(forecast_run, tmp_path):
-    result, csv, series = forecast_run
+    result, csv, series, _ = forecast_run
     model = f"model=runs:/{result.run_id}/model"
     renamed = tmp_path / "renamed.csv"
     series.rename(columns={"sales": "revenue"}).to_csv(renamed, index=False)
@@ -140,6 +146,7 @@ def long_table(n_ids: int = 40) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@pytest.mark.slow
 def test_sequences_match_the_run_and_the_registry_alias(store, tmp_path):
     path = tmp_path / "steps.csv"
     long_table().to_csv(path, index=False)
@@ -178,6 +185,7 @@ def test_sequences_match_the_run_and_the_registry_alias(store, tmp_path):
     np.testing.assert_allclose(direct.p_walk, answers.p_walk, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_ts_file_and_evaluation_of_sequence_classes(store, tmp_path):
     from aeon.datasets import load_from_ts_file  # noqa: F401 - the reader behind data=uea
 
@@ -201,6 +209,7 @@ def test_ts_file_and_evaluation_of_sequence_classes(store, tmp_path):
     assert done.metrics["accuracy"] == pytest.approx((test.label == test.actual).mean())
 
 
+@pytest.mark.slow
 def test_mnist1d_arrays_and_shapes(store, tmp_path):
     cfg = make_cfg("data=mnist1d", "trainer=smoke", "model.units=8")
     result = run_training(cfg, tmp_path / "out")

@@ -106,9 +106,8 @@ def test_uea_run_logs_class_scores_names_and_padding(store, ts_pair):
 
 
 def _logged_layers(run):
-    import mlflow
-
     import keras
+    import mlflow
 
     path = mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/checkpoints/best.keras")
     return keras.saving.load_model(path).layers  # the model as trained
