@@ -133,8 +133,14 @@ def test_bucketed_run_logs_a_model_that_takes_any_length(store, tmp_path):
     assert float(run.data.tags["data.padding_share_bucketed"]) < float(
         run.data.tags["data.padding_share"]
     )
+    from pipeline.data.labelled import long_table
+    from pipeline.data.uea import ts_layout
+
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     rng = np.random.default_rng(0)
-    for length in (9, 25):  # raw values: the model scales them itself
-        out = np.asarray(model.predict(rng.normal(size=(3, length, 12)).astype("float32")))
-        assert out.shape == (3, 9) and np.isfinite(out).all()
+    for length in (9, 25):  # raw values, one row per step: the model scales and pads them itself
+        sequences = list(rng.normal(size=(3, length, 12)))
+        out = model.predict(long_table(sequences, [0, 1, 2], ts_layout(12)))
+        probabilities = out.filter(like="p_").to_numpy()
+        assert out.case.tolist() == [0, 1, 2] and probabilities.shape == (3, 9)
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)

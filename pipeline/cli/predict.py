@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -15,8 +14,6 @@ from pipeline.config.schema import to_objects
 from pipeline.inference import predict
 
 register_predict_config()
-# MLflow draws a progress bar for each file of the model it fetches: noise beside ours.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def summary(result) -> str:

@@ -30,6 +30,10 @@ def run_summary(conf: Config, result) -> str:
         f"MLflow run  {result.run_id} (experiment {conf.tracking.experiment_name})",
         f"browse      {ui_command(result.uri)}",
     ]
+    if conf.tracking.log_model:  # the next step, with this run's model (docs/predict.md)
+        lines.append(
+            f"predict     python -m pipeline.predict model=runs:/{result.run_id}/model input=FILE"
+        )
     return "\n".join(lines)
 
 

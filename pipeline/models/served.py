@@ -30,17 +30,15 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 BATCH = 1024  # rows per forward pass
 
-# MLflow suggests type hints on `predict` for its own input validation; this model declares its
-# inputs in its signature instead (a table or an array, by kind), and checks them itself.
-warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
-
 
 def refuse(message: str):
     """An input error: `mlflow models serve` answers it with HTTP 400 and this message."""
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
-class RnnModel(mlflow.pyfunc.PythonModel):
+class Answers:
+    """The model's code; RnnModel below makes it an MLflow PythonModel."""
+
     def load_context(self, context):
         import keras
 
@@ -242,6 +240,13 @@ def arrays_of(model_input, c: dict) -> np.ndarray:
             f"shape {x.shape}."
         )
     return x.astype(np.float32)
+
+
+class RnnModel(Answers, mlflow.pyfunc.PythonModel):
+    """The MLflow model. `predict` is inherited, not defined here: MLflow wraps a `predict` a
+    PythonModel subclass defines itself in its type-hint validation (and warns when it has no
+    hints); this model declares its inputs in its signature instead (a table or an array, by
+    kind) and checks them itself."""
 
 
 mlflow.models.set_model(RnnModel())

@@ -4,6 +4,7 @@ predictions."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 
@@ -39,7 +40,9 @@ def log_model(
     import tensorflow as tf
     from mlflow.models import infer_signature
 
-    signature = infer_signature(example, answer, params)
+    with warnings.catch_warnings():  # "integer columns cannot hold missing values": they never do
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(example, answer, params)
     signature = optional_columns(
         signature, [model_config.get("time")] if model_config.get("time") else []
     )

@@ -160,12 +160,15 @@ def ensure_experiment(client, name: str, uri: str) -> str:
 
 
 def quiet_mlflow_logs() -> None:
-    """MLflow's INFO lines (creating tables, starting the system-metrics monitor) are about
-    MLflow, not the run; its warnings and errors still show. $MLFLOW_LOGGING_LEVEL wins."""
+    """MLflow's INFO lines (creating tables, starting the system-metrics monitor) and download
+    progress bars are about MLflow, not the run; its warnings and errors still show.
+    $MLFLOW_LOGGING_LEVEL and $MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR win."""
     import logging
 
     if "MLFLOW_LOGGING_LEVEL" not in os.environ:
         logging.getLogger("mlflow").setLevel(logging.WARNING)
+    # A progress bar per file MLflow fetches (logging a model checks its example by loading it).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def open_client(uri: str):

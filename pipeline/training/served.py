@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.models import served
 from pipeline.models.export import servable
 from pipeline.tracking import model_logging
 from pipeline.tracking.pictures import original_units
@@ -65,11 +64,11 @@ def test_predictions(model, data):
     if data.test_times is None:
         out.insert(0, "row", rows.ravel())
     else:  # the test windows' first targets are consecutive rows: date the later steps from them
+        from pipeline.models.served import future_times
+
         times = pd.DatetimeIndex(data.test_times)
         first = rows.ravel() - int(data.test_ids[0])
-        out.insert(
-            0, data.serving["time"], served.future_times(times, first, data.serving["frequency"])
-        )
+        out.insert(0, data.serving["time"], future_times(times, first, data.serving["frequency"]))
     out["actual"] = actual.ravel()
     return out
 
@@ -77,6 +76,8 @@ def test_predictions(model, data):
 def log_served_model(model, data, out: Path, registered_model_name: str | None = None) -> str:
     """Save model.keras (raw inputs in) and log it, the checkpoint, the test predictions and
     the MLflow model to the active run; returns the MLflow model's URI."""
+    from pipeline.models import served  # imports MLflow: only once a model is to be logged
+
     regression = data.spec.task != "classification"
     keras_model = servable(model, data.spec.task, data.serving, data.scaler if regression else None)
     keras_model.save(out / "model.keras")
