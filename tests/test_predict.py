@@ -232,3 +232,36 @@ def test_mnist1d_arrays_and_shapes(store, tmp_path):
         predict(
             predict_conf(f"model=runs:/{result.run_id}/model", f"input={tmp_path / 'wrong.npy'}")
         )
+
+
+def test_the_command_line_explains_bad_input_and_writes_nothing(tmp_path, store):
+    import os
+    import subprocess
+    import sys
+
+    monthly_series(tmp_path / "sales.csv")
+    for args, message in [
+        (
+            ["modle=runs:/x/model", "input=sales.csv"],
+            "Unknown config key `modle`. Did you mean `model`?",
+        ),
+        (
+            ["model=runs:/0123456789abcdef/model", "input=sales.csv"],
+            "No MLflow model could be loaded",
+        ),
+        (
+            ["model=runs:/x/model", "input=sales.csv", "output=out.txt"],
+            "`output`: expected a path ending in .csv",
+        ),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline.predict", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+        assert done.returncode == 2 and len(errors) == 1 and message in errors[0], done.stderr
+        assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlruns", "sales.csv"]  # nothing written

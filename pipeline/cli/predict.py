@@ -17,10 +17,11 @@ register_predict_config()
 
 
 def summary(result) -> str:
-    lines = [
-        f"Wrote {result.rows:,} prediction row(s) for {result.inputs:,} input(s) to "
-        f"{result.output} ({result.inputs / max(result.seconds, 1e-9):,.0f} inputs/s)."
-    ]
+    what = "forecast step(s)" if result.kind == "forecast" else "prediction(s)"
+    line = f"Wrote {result.rows:,} {what} to {result.output}"
+    if result.inputs >= 1000:  # a rate over a handful of inputs says nothing
+        line += f" ({result.inputs / max(result.seconds, 1e-9):,.0f} inputs/s)"
+    lines = [line + "."]
     if result.run_id:
         scores = "  ".join(f"{k}={v:.4g}" for k, v in result.metrics.items())
         lines += [f"evaluation  {scores}", f"MLflow run  {result.run_id}"]

@@ -83,7 +83,9 @@ def series(path: Path, suffix: str, c: dict) -> Inputs:
     if len(frame) == 0:
         raise DataError(f"{path} has no rows. Give the series, one row per time step.")
     values, counts = fill_missing(numeric_columns(frame, columns, c["missing"], path), c["missing"])
-    out = values.reset_index(drop=True)
+    out = values.reset_index(drop=True).astype(
+        "float64"
+    )  # as the model's signature: whole numbers too
     if c["time"] and c["time"] in frame.columns:
         times = parse_time(frame[c["time"]], c["time"], path)[frame.index.get_indexer(values.index)]
         check_spacing(times, c["time"], path)
@@ -120,6 +122,12 @@ def sequences(path: Path, suffix: str, c: dict) -> Inputs:
             f"with the columns {', '.join(need)} (id, order, features); the file has "
             f"{', '.join(map(str, table.columns))}."
         )
+    try:  # as the model's signature: whole numbers too
+        table = table.astype({feature: "float64" for feature in features})
+    except (TypeError, ValueError) as exc:
+        raise DataError(
+            f"The feature columns {', '.join(features)} of {path} must hold numbers ({exc})."
+        ) from None
     label = c.get("label")
     labels = None
     if label and label in table.columns:

@@ -67,7 +67,7 @@ class Answers:
             return np.zeros((0, *self.model.output_shape[1:]), dtype=np.float32)
         ds = tf.data.Dataset.from_tensor_slices(x.astype(np.float32))
         ds = ds.batch(BATCH).prefetch(tf.data.AUTOTUNE)
-        return np.concatenate([np.asarray(self.model(b, training=False)) for b in ds])
+        return np.asarray(self.model.predict(ds, verbose=0))
 
     def answer(self, probabilities: np.ndarray, ids) -> pd.DataFrame:
         """Labels and probabilities (classification) or the values predicted (regression)."""
