@@ -23,15 +23,18 @@ import pytest
 from conftest import child_env, free_port
 
 
-def wait_until_serving(base: str, proc: subprocess.Popen, timeout: float = 240) -> None:
-    """Wait until the MLflow server at `base` answers /health with OK; fail if `proc` exits."""
+def wait_until_serving(
+    base: str, proc: subprocess.Popen, timeout: float = 240, path: str = "/health"
+) -> None:
+    """Wait until the server at `base` answers `path` with HTTP 200 (an MLflow tracking server's
+    /health, a model server's /ping); fail if `proc` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"the server exited with status {proc.returncode}")
         try:
-            with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
-                if response.read() == b"OK":
+            with urllib.request.urlopen(f"{base}{path}", timeout=5) as response:
+                if response.status == 200:
                     return
         except OSError:
             pass

@@ -187,5 +187,7 @@ def test_attention_pooling_trains_end_to_end_on_padded_sequences(store, tmp_path
     )
     metrics = train(cfg, tmp_path / "out")
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
-    loaded = keras.saving.load_model(tmp_path / "out" / "model.keras")
-    assert [layer.name for layer in loaded.layers][-2:] == ["attention_pooling", "logits"]
+    loaded = keras.saving.load_model(tmp_path / "out" / "model.keras")  # raw inputs in
+    assert [layer.name for layer in loaded.layers][-2:] == ["gru_x1", "probabilities"]
+    trained = loaded.get_layer("gru_x1")  # the model as trained, inside it
+    assert [layer.name for layer in trained.layers][-2:] == ["attention_pooling", "logits"]

@@ -45,6 +45,21 @@ def monthly_series(path, n: int = 120) -> pd.DataFrame:
     return frame
 
 
+def forecast_overrides(csv) -> list[str]:
+    """A smoke forecast of `monthly_series`: 12 months in, the next 3 out."""
+    return [
+        "data=csv",
+        f"data.path={csv}",
+        "data.target=sales",
+        "data.time=month",
+        "data.window=12",
+        "data.horizon=3",
+        "data.season=12",
+        "trainer=smoke",
+        "model.units=8",
+    ]
+
+
 @pytest.fixture(scope="module")
 def forecast_run(tmp_path_factory):
     """One smoke forecast of a dated CSV, in a store of its own, shared by this module's tests."""
@@ -55,17 +70,7 @@ def forecast_run(tmp_path_factory):
         mlflow.set_tracking_uri(store)  # as the `store` fixture does
         csv = root / "sales.csv"
         series = monthly_series(csv)
-        cfg = make_cfg(
-            "data=csv",
-            f"data.path={csv}",
-            "data.target=sales",
-            "data.time=month",
-            "data.window=12",
-            "data.horizon=3",
-            "data.season=12",
-            "trainer=smoke",
-            "model.units=8",
-        )
+        cfg = make_cfg(*forecast_overrides(csv))
         yield run_training(cfg, root / "out"), csv, series, store
 
 

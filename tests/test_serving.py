@@ -8,32 +8,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
 import pandas as pd
 import pytest
 from conftest import make_cfg
-from test_predict import monthly_series, predict_conf
+from servers import wait_until_serving
+from test_predict import forecast_overrides, monthly_series, predict_conf
 
 from pipeline.inference import predict
 from pipeline.training.run import run_training
-
-
-def wait_for_ping(base: str, proc: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"mlflow models serve exited with status {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{base}/ping", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"mlflow models serve did not answer at {base} within {timeout} s")
 
 
 def post(base: str, body: dict) -> tuple[int, dict]:
@@ -53,16 +38,7 @@ def post(base: str, body: dict) -> tuple[int, dict]:
 def test_served_model_answers_as_pipeline_predict(store, tmp_path, free_tcp_port):
     csv = tmp_path / "sales.csv"
     series = monthly_series(csv)
-    cfg = make_cfg(
-        "data=csv",
-        f"data.path={csv}",
-        "data.target=sales",
-        "data.time=month",
-        "data.window=12",
-        "data.horizon=3",
-        "trainer=smoke",
-        "model.units=8",
-    )
+    cfg = make_cfg(*forecast_overrides(csv))
     run_id = run_training(cfg, tmp_path / "out").run_id
     out = tmp_path / "forecast.csv"
     predict(predict_conf(f"model=runs:/{run_id}/model", f"input={csv}", f"output={out}"))
@@ -80,7 +56,7 @@ def test_served_model_answers_as_pipeline_predict(store, tmp_path, free_tcp_port
         start_new_session=True,  # its workers go with it
     )
     try:
-        wait_for_ping(base, server)
+        wait_until_serving(base, server, path="/ping")
         rows = json.loads(series.to_json(orient="split", index=False))
         status, answer = post(base, {"dataframe_split": rows})
         assert status == 200, answer

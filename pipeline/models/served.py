@@ -178,6 +178,8 @@ def series_values(table: pd.DataFrame, c: dict) -> np.ndarray:
 
 
 def series_times(table: pd.DataFrame, c: dict):
+    """The date column parsed as pipeline.data.tables.parse_time parses it in training (this
+    file loads without that package, so it has its own copy)."""
     if not c["time"] or c["time"] not in table.columns:
         return None
     text = table[c["time"]].astype(str).str.strip()
