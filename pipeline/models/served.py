@@ -55,7 +55,7 @@ class Answers:
             return self.forecast(table_of(model_input), (params or {}).get("windows", "last"))
         if kind == "sequences":
             return self.classify_sequences(table_of(model_input))
-        x = arrays_of(model_input, self.config)
+        x = arrays_of(model_input)
         return self.answer(self.outputs(x), np.arange(len(x)))
 
     # --- the forward pass -----------------------------------------------------------------
@@ -65,6 +65,11 @@ class Answers:
 
         if len(x) == 0:
             return np.zeros((0, *self.model.output_shape[1:]), dtype=np.float32)
+        if len(x) <= BATCH:
+            # One batch: an eager call. `predict` would first trace a tf.function, which costs
+            # more than the forward pass itself for a request this small (and for the example
+            # every training run predicts when it logs the model).
+            return np.asarray(self.model(x.astype(np.float32), training=False))
         ds = tf.data.Dataset.from_tensor_slices(x.astype(np.float32))
         ds = ds.batch(BATCH).prefetch(tf.data.AUTOTUNE)
         return np.asarray(self.model.predict(ds, verbose=0))
@@ -231,17 +236,12 @@ def pad(sequences: list[np.ndarray], c: dict) -> np.ndarray:
     return out
 
 
-def arrays_of(model_input, c: dict) -> np.ndarray:
-    shape = tuple(c["input_shape"])
-    x = np.asarray(model_input.to_numpy() if isinstance(model_input, pd.DataFrame) else model_input)
-    if x.ndim == len(shape) and x.shape[1:] == shape[:-1] and shape[-1] == 1:
-        x = x[..., None]  # (n, steps) for one channel
-    if x.shape[1:] != shape:
-        raise refuse(
-            f"This model takes inputs of shape (n, {', '.join(map(str, shape))}); these have "
-            f"shape {x.shape}."
-        )
-    return x.astype(np.float32)
+def arrays_of(model_input) -> np.ndarray:
+    """Fixed-shape inputs as float32; their shape is the signature's, which MLflow enforces
+    before `predict` (pipeline.inference.inputs explains a wrong one in a file)."""
+    if isinstance(model_input, pd.DataFrame):
+        model_input = model_input.to_numpy()
+    return np.asarray(model_input, dtype=np.float32)
 
 
 class RnnModel(Answers, mlflow.pyfunc.PythonModel):

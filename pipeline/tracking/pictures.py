@@ -94,6 +94,13 @@ def model_summary(model) -> str:
     return "\n".join(lines) + "\n"
 
 
+def forward(model, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """The model's outputs on an array, in its order: eager calls on large chunks (see
+    predict_with_targets for why not `model.predict`)."""
+    out = [model(x[i : i + chunk], training=False) for i in range(0, len(x), chunk)]
+    return np.concatenate([np.asarray(o, dtype=np.float32) for o in out])
+
+
 def predict(model, dataset, chunk: int = 4096) -> np.ndarray:
     """The model's outputs on every batch of `dataset`, in the pipeline's order."""
     return predict_with_targets(model, dataset, chunk)[0]
@@ -113,8 +120,7 @@ def predict_with_targets(model, dataset, chunk: int = 4096) -> tuple[np.ndarray,
     for shape in {x.shape[1:] for x, _ in batches}:
         same = [i for i, (x, _) in enumerate(batches) if x.shape[1:] == shape]
         inputs = np.concatenate([batches[i][0] for i in same])
-        out = [model(inputs[i : i + chunk], training=False) for i in range(0, len(inputs), chunk)]
-        out = np.concatenate([np.asarray(o, dtype=np.float32) for o in out])
+        out = forward(model, inputs, chunk)
         cuts = np.cumsum([len(batches[i][0]) for i in same])[:-1]
         for i, part in zip(same, np.split(out, cuts), strict=True):
             outputs[i] = part

@@ -11,7 +11,7 @@ import numpy as np
 
 from pipeline.models.export import servable
 from pipeline.tracking import model_logging
-from pipeline.tracking.pictures import original_units
+from pipeline.tracking.pictures import forward, original_units
 from pipeline.training import forecasting
 
 
@@ -31,12 +31,6 @@ def model_config(data) -> dict:
     return json.loads(json.dumps(config, default=lambda value: value.item()))
 
 
-def outputs(model, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """The trained model's outputs on arrays, in their order (eager, as pictures.predict)."""
-    parts = [np.asarray(model(x[i : i + chunk], training=False)) for i in range(0, len(x), chunk)]
-    return np.concatenate(parts).astype(np.float32)
-
-
 def test_predictions(model, data):
     """The test split's predictions as the logged model gives them (a DataFrame), computed the
     training way (scaled inputs, the trained model); None where there is no such form."""
@@ -45,7 +39,7 @@ def test_predictions(model, data):
     x, y = data.arrays["test"]
     if data.spec.task == "classification":
         names = class_names(data)
-        logits = outputs(model, x)
+        logits = forward(model, x)
         shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
         probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
         out = pd.DataFrame({data.serving.get("id", "row"): data.test_ids})
@@ -57,7 +51,7 @@ def test_predictions(model, data):
     if not forecasting.is_forecast(data):
         return None
     n, h = len(x), y.shape[1]
-    pred = original_units(outputs(model, x).reshape(n, h), data.scaler)
+    pred = original_units(forward(model, x).reshape(n, h), data.scaler)
     actual = original_units(y.reshape(n, h), data.scaler)
     rows = np.asarray(data.test_ids)[:, None] + np.arange(h)[None, :]
     out = pd.DataFrame({"step": np.tile(np.arange(1, h + 1), n), "forecast": pred.ravel()})
