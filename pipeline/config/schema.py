@@ -32,6 +32,8 @@ LEVELS = ("none", "last", "mean")  # what a forecasting model subtracts from eac
 TRANSFORMS = ("none", "log")  # applied to the target before scaling, undone for the scores
 MISSING_POLICIES = ("error", "drop", "ffill", "interpolate")
 AEON_SERIES = ("airline", "lynx", "shampoo", "uschange")  # pipeline.data.tables reads their files
+# How a text is cleaned before it is split into words (keras.layers.TextVectorization's own options).
+STANDARDIZE = ("lower_and_strip_punctuation", "lower", "strip_punctuation", "none")
 # How one model spreads over devices (training/distribution.py).
 DISTRIBUTIONS = ("none", "mirrored")
 
@@ -258,6 +260,67 @@ class TfdsDataConfig(DataConfig):
 
 
 @dataclass
+class TextDataConfig(DataConfig):
+    """Labelled texts, tokenised by a TextVectorization layer adapted on the training split."""
+
+    vocabulary_size: int = MISSING  # tokens kept, the padding and out-of-vocabulary ones included
+    max_length: int | None = MISSING
+    standardize: str = MISSING
+    ngrams: int | None = MISSING
+    bucket_by_length: bool = MISSING  # batch similar lengths together (pipeline/data/buckets.py)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_int("data.vocabulary_size", self.vocabulary_size, low=3)
+        if self.max_length is not None:
+            _check_int("data.max_length", self.max_length)
+        _check_choice("data.standardize", self.standardize, STANDARDIZE)
+        if self.ngrams is not None:
+            _check_int("data.ngrams", self.ngrams)
+        if not 0.0 < self.val_fraction < 1.0:
+            raise invalid_value("data.val_fraction", "a number in (0, 1)", self.val_fraction)
+
+
+@dataclass
+class TextFileDataConfig(TextDataConfig):
+    """A user's texts: one row per text in a CSV or Parquet file."""
+
+    path: str = MISSING
+    text: str = MISSING
+    label: str = MISSING
+    test_path: str | None = MISSING
+    test_fraction: float = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.test_path is None:
+            if not 0.0 < self.test_fraction < 1.0:
+                raise invalid_value("data.test_fraction", "a number in (0, 1)", self.test_fraction)
+            if self.val_fraction + self.test_fraction >= 1.0:
+                raise invalid_value(
+                    "data.val_fraction + data.test_fraction",
+                    "a sum below 1",
+                    self.val_fraction + self.test_fraction,
+                )
+
+
+@dataclass
+class TfdsTextDataConfig(TextDataConfig):
+    """A text dataset from TFDS (IMDB reviews)."""
+
+    data_dir: str | None = MISSING
+    download: bool = MISSING
+    max_train_examples: int | None = MISSING
+    max_test_examples: int | None = MISSING
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("max_train_examples", "max_test_examples"):
+            if getattr(self, key) is not None:
+                _check_int(f"data.{key}", getattr(self, key))
+
+
+@dataclass
 class ToyDataConfig(DataConfig):
     """The seed tutorial's two 4-step sequences; train, val and test are the same two."""
 
@@ -273,6 +336,8 @@ DATA_SCHEMAS = {
     "uea": UeaDataConfig,
     "sequences": SequencesDataConfig,
     "tfds": TfdsDataConfig,
+    "text": TextFileDataConfig,
+    "tfds_text": TfdsTextDataConfig,
     "toy": ToyDataConfig,
 }
 
@@ -293,6 +358,7 @@ class ModelConfig:
     unroll: bool = MISSING
     return_sequences: bool = MISSING
     pooling: str = MISSING
+    embedding_dim: int = MISSING  # width of each token's vector (text data only)
     conv_filters: list[int] = MISSING
     conv_kernel: int = MISSING
     head_units: list[int] = MISSING
@@ -318,6 +384,7 @@ class ModelConfig:
             raise invalid_value("model.clipnorm", "a positive number or null", self.clipnorm)
         _check_int("model.units", self.units)
         _check_int("model.num_layers", self.num_layers)
+        _check_int("model.embedding_dim", self.embedding_dim)
         for key in ("dropout", "recurrent_dropout", "head_dropout"):
             _check_fraction(f"model.{key}", getattr(self, key))
         for key in ("activation", "recurrent_activation", "head_activation"):
@@ -514,7 +581,8 @@ def validate(cfg: DictConfig) -> Config:
     if not isinstance(conf.data, DataConfig):
         raise ConfigError(
             "The `data` group is not set to a known dataset. Choose one with `data=NAME` "
-            f"(options: {', '.join(n for n in DATA_SCHEMAS if n != 'tfds')}, mnist, fashion_mnist)."
+            f"(options: {', '.join(n for n in DATA_SCHEMAS if not n.startswith('tfds'))}, mnist, "
+            "fashion_mnist, imdb)."
         )
     return conf
 

@@ -6,8 +6,14 @@ import numpy as np
 
 from pipeline.config import DataConfig
 from pipeline.config.errors import ConfigError
-from pipeline.config.schema import SequencesDataConfig, TableSeriesDataConfig, UeaDataConfig
-from pipeline.data import mnist1d, sequences, series, tables, tfds_rows, uea
+from pipeline.config.schema import (
+    SequencesDataConfig,
+    TableSeriesDataConfig,
+    TextFileDataConfig,
+    TfdsTextDataConfig,
+    UeaDataConfig,
+)
+from pipeline.data import imdb, mnist1d, sequences, series, tables, text_files, tfds_rows, uea
 from pipeline.data.datasets import (
     Datasets,
     DataSpec,
@@ -41,6 +47,10 @@ def make_datasets(cfg: DataConfig, seed: int) -> Datasets:
         return tables.load(cfg, seed)
     if isinstance(cfg, SequencesDataConfig):
         return sequences.load(cfg, seed)
+    if isinstance(cfg, TextFileDataConfig):  # a user's labelled texts
+        return text_files.load(cfg, seed)
+    if isinstance(cfg, TfdsTextDataConfig):  # IMDB reviews
+        return imdb.load(cfg, seed)
     if cfg.name in loaders:
         return loaders[cfg.name](cfg, seed)
     if hasattr(cfg, "data_dir"):  # any TFDS image dataset

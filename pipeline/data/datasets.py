@@ -17,7 +17,7 @@ from pipeline.config.errors import DataError
 class DataSpec:
     """What the model stage needs to know about the data."""
 
-    input_shape: tuple[int, ...]  # (timesteps, features)
+    input_shape: tuple[int, ...]  # (timesteps, features), or (timesteps,) of token ids for text
     task: str  # "classification" or "regression"
     output_size: int  # classes for classification, values per step for regression
     sequence_output: bool = False  # targets at every timestep rather than after the last
@@ -32,6 +32,9 @@ class DataSpec:
     level: str | None = None
     # Inputs are multiplied by this inside the model (image pixels: 1/255; None: not scaled).
     input_scale: float | None = None
+    # Text: the inputs are token ids below this, 0 the padding, embedded by the model (None: not
+    # text).
+    vocabulary_size: int | None = None
 
 
 @dataclass
@@ -59,11 +62,14 @@ class Datasets:
     # inputs (pipeline.models.served): "kind" (forecast, sequences or arrays) and its layout.
     serving: dict[str, Any] = field(default_factory=dict)
     # A few raw inputs as the logged model takes them (its input example): a DataFrame of rows
-    # for forecasts and sequence tables, an array otherwise.
+    # for forecasts and sequence tables, a list of strings for text, an array otherwise.
     example: Any = None
     # The test examples' ids, in the test arrays' order: sequence ids, or for a forecast the row
     # of each window's first target (the test predictions the run logs carry them).
     test_ids: np.ndarray | None = None
+    # Text: the tokens, the id of each its index (0 padding, 1 out-of-vocabulary), adapted on the
+    # training split; the logged model tokenises raw strings with it.
+    vocabulary: list[str] = field(default_factory=list)
 
     @property
     def sizes(self) -> dict[str, int]:

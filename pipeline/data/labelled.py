@@ -23,9 +23,10 @@ def pad(sequences: list[np.ndarray], length: int) -> np.ndarray:
     return out
 
 
-def stratified_split(labels: np.ndarray, share: float, seed: int, groups=None):
+def stratified_split(labels: np.ndarray, share: float, seed: int, groups=None, what="sequences"):
     """Indices (kept, held out): `share` of each class held out, seeded. With `groups`, whole
-    groups go to one side (stratified as far as the groups allow)."""
+    groups go to one side (stratified as far as the groups allow). `what` names the examples
+    in the error."""
     from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
     index = np.arange(len(labels))
@@ -36,19 +37,18 @@ def stratified_split(labels: np.ndarray, share: float, seed: int, groups=None):
         return next(folds.split(index, labels, groups))
     except ValueError as exc:
         raise DataError(
-            f"The sequences cannot be split stratified with a held-out share of {share} "
-            f"({exc}). Every class needs at least two sequences (and groups, with `data.group`) "
-            "so that each side gets one: add sequences or change `data.val_fraction` / "
+            f"The {what} cannot be split stratified with a held-out share of {share:.3g} "
+            f"({exc}). Every class needs at least two {what}"
+            + (" (and groups, with `data.group`)" if groups is not None else "")
+            + f" so that each side gets one: add {what} or change `data.val_fraction` / "
             "`data.test_fraction`."
         ) from None
 
 
-def length_buckets(splits: dict, length: int, cfg, seed: int):
+def length_buckets(steps: dict, cfg, seed: int):
     """`data.bucket_by_length`: build_datasets' `batches` for pipelines bucketed by length
-    (bounds from the training lengths), and the run's tags saying what they pad."""
-    steps = {
-        split: np.minimum([len(s) for s in seqs], length) for split, (seqs, _) in splits.items()
-    }
+    (bounds from the training lengths), and the run's tags saying what they pad. `steps` holds
+    each split's lengths as padded arrays hold them (cut to the padded length)."""
     bounds = bucket_bounds(steps["train"], cfg.batch_size)
 
     def batches(split, x, y, batch_size, shuffle):
@@ -144,7 +144,10 @@ def labelled_datasets(
         "test_ids": ids["test"],
     }
     if bucketed:
-        extra["batches"], bucket_tags = length_buckets(splits, length, cfg, seed)
+        steps = {
+            split: np.minimum([len(s) for s in seqs], length) for split, (seqs, _) in splits.items()
+        }
+        extra["batches"], bucket_tags = length_buckets(steps, cfg, seed)
         tags.update(bucket_tags)
     return build_datasets(
         arrays, spec, cfg, seed, source=source, class_names=classes, tags=tags, **extra

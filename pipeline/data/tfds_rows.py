@@ -10,14 +10,17 @@ from pipeline.config.errors import DataError
 from pipeline.config.schema import TfdsDataConfig
 from pipeline.data.datasets import Datasets, DataSpec, array_serving, build_datasets
 
+# What to train on instead, offline, by the kind of data a TFDS dataset holds.
+OFFLINE_INSTEAD = {"images": "`data=mnist1d`", "text": "your own texts (`data=text data.path=...`)"}
 
-def _offline_error(cfg: TfdsDataConfig, data_dir: str, reason: str) -> DataError:
+
+def _offline_error(name: str, data_dir: str, reason: str, kind: str) -> DataError:
     return DataError(
-        f"The TFDS dataset `{cfg.name}` is not available in data_dir {data_dir} and could not be "
+        f"The TFDS dataset `{name}` is not available in data_dir {data_dir} and could not be "
         f"downloaded ({reason}). Download it once on a machine with internet "
-        f"(`python -c \"import tensorflow_datasets as tfds; tfds.load('{cfg.name}')\"`) and copy "
-        "it there, point `data.data_dir` at a folder that has it, or train offline with "
-        "`data=mnist1d`."
+        f"(`python -c \"import tensorflow_datasets as tfds; tfds.load('{name}')\"`) and copy "
+        "it there, point `data.data_dir` at a folder that has it, or train offline on "
+        f"{OFFLINE_INSTEAD[kind]}."
     )
 
 
@@ -40,7 +43,10 @@ def _to_float(x, y):
     return tf.cast(x, tf.float32), y
 
 
-def load(cfg: TfdsDataConfig, seed: int) -> Datasets:
+def prepared_builder(cfg, kind: str = "images"):
+    """The TFDS builder of `cfg.name` with its data in place (downloaded when it is missing and
+    `cfg.download` allows), and its data_dir; a DataError offline. `kind` ("images" or "text")
+    picks what the error suggests instead."""
     import tensorflow_datasets as tfds
 
     data_dir = (
@@ -51,19 +57,27 @@ def load(cfg: TfdsDataConfig, seed: int) -> Datasets:
     try:
         builder = tfds.builder(cfg.name, data_dir=data_dir)
     except Exception as exc:  # tfds raises its own DatasetNotFoundError
+        known = "`data=imdb`" if kind == "text" else "`data=mnist` or `data=fashion_mnist`"
         raise DataError(
-            f"TFDS has no dataset named `{cfg.name}` ({exc}). Use `data=mnist` or "
-            "`data=fashion_mnist`, or `data=mnist1d` offline."
+            f"TFDS has no dataset named `{cfg.name}` ({exc}). Use {known}, or train offline on "
+            f"{OFFLINE_INSTEAD[kind]}."
         ) from None
     if not builder.is_prepared():
         if not cfg.download:
-            raise _offline_error(cfg, data_dir, "`data.download=false`")
+            raise _offline_error(cfg.name, data_dir, "`data.download=false`", kind)
         if not _online():
-            raise _offline_error(cfg, data_dir, "this machine cannot reach the internet")
+            raise _offline_error(cfg.name, data_dir, "this machine cannot reach the internet", kind)
         try:
             builder.download_and_prepare()
         except Exception as exc:  # network errors come in many types
-            raise _offline_error(cfg, data_dir, type(exc).__name__) from None
+            raise _offline_error(cfg.name, data_dir, type(exc).__name__, kind) from None
+    return builder, data_dir
+
+
+def load(cfg: TfdsDataConfig, seed: int) -> Datasets:
+    import tensorflow_datasets as tfds
+
+    builder, data_dir = prepared_builder(cfg)
 
     def split(name: str, limit: int | None):
         spec = f"{name}[:{limit}]" if limit else name

@@ -88,7 +88,12 @@ def evaluate(uri: str, conf, config: dict, given, answers) -> tuple[dict[str, fl
         if isinstance(given.data, np.ndarray):
             dataset = mlflow.data.from_numpy(given.data, source=source, name=given.path.name)
         else:
-            dataset = mlflow.data.from_pandas(given.data, source=source, name=given.path.name)
+            import pandas as pd
+
+            table = given.data
+            if isinstance(table, list):  # texts
+                table = pd.DataFrame({config["text"]: table})
+            dataset = mlflow.data.from_pandas(table, source=source, name=given.path.name)
         mlflow.log_input(dataset, context="evaluation")
         # model_id: the metrics show on the logged model's page, beside its training metrics.
         mlflow.log_metrics(metrics, model_id=info.model_id, dataset=dataset)

@@ -1,6 +1,6 @@
 """New inputs for a logged model, read from any file format training reads for that kind of
 model, and shaped as the model takes them (pipeline.models.served): a series table for a
-forecast, a long table for sequences, an array for fixed-shape inputs."""
+forecast, a long table for sequences, an array for fixed-shape inputs, a list of texts."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from pipeline.config.errors import DataError
 from pipeline.data.datasets import date_strings, existing_file, read_frame
 from pipeline.data.labelled import long_table
 from pipeline.data.tables import check_spacing, fill_missing, numeric_columns, parse_time
+from pipeline.data.text import class_labels
 from pipeline.data.uea import read_ts
 
 FORMATS = {
     "forecast": (".csv", ".parquet", ".npy"),
     "sequences": (".ts", ".csv", ".parquet", ".npy"),
     "arrays": (".npy", ".npz"),
+    "text": (".csv", ".parquet", ".txt"),
 }
 
 
@@ -43,7 +45,12 @@ def read(path: str, config: dict) -> Inputs:
     if suffix == ".pq":
         suffix = ".parquet"
     if suffix not in FORMATS[kind]:
-        what = {"forecast": "a series", "sequences": "labelled sequences", "arrays": "arrays"}
+        what = {
+            "forecast": "a series",
+            "sequences": "labelled sequences",
+            "arrays": "arrays",
+            "text": "texts",
+        }
         raise DataError(
             f"`input={path}` is a {suffix or 'suffix-less'} file, and this model (trained on "
             f"{what[kind]}) reads {', '.join(FORMATS[kind])} files. Convert it to one of those."
@@ -52,6 +59,8 @@ def read(path: str, config: dict) -> Inputs:
         return series(found, suffix, config)
     if kind == "sequences":
         return sequences(found, suffix, config)
+    if kind == "text":
+        return texts(found, suffix, config)
     return arrays(found, suffix, config)
 
 
@@ -166,3 +175,33 @@ def arrays(path: Path, suffix: str, c: dict) -> Inputs:
             raise DataError(f"The labels `y` of {path} must be class numbers 0-{len(classes) - 1}.")
         labels = np.array([classes[int(i)] for i in y.ravel()])
     return Inputs(x, path, len(x), labels)
+
+
+def texts(path: Path, suffix: str, c: dict) -> Inputs:
+    """Texts: a table with the training run's text column (and its label column, if the file
+    has one), or a `.txt` file with one text per line."""
+    if suffix == ".txt":
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        given = [line for line in lines if line.strip()]
+        if not given:
+            raise DataError(f"{path} has no text. Give one text per line.")
+        return Inputs(given, path, len(given))
+    table = read_frame(path)
+    column = c["text"]
+    if column not in table.columns:
+        raise DataError(
+            f"{path} lacks the text column `{column}` that this model reads; the file has "
+            f"{', '.join(map(str, table.columns))}. Rename the column, or give a .txt file "
+            "with one text per line."
+        )
+    empty = table[column].isna() | table[column].astype(str).str.strip().eq("")
+    if empty.any():
+        raise DataError(
+            f"{int(empty.sum())} row(s) of {path} have no text in `{column}` (the first: row "
+            f"{int(empty.to_numpy().argmax())}). Drop or fill those rows."
+        )
+    given = table[column].astype(str).tolist()
+    labels = None
+    if c.get("label") and c["label"] in table.columns:
+        labels = class_labels(table[c["label"]])
+    return Inputs(given, path, len(given), labels)

@@ -64,7 +64,7 @@ def chunks(data, config: dict, size: int):
     if config["kind"] == "forecast":  # one series: its windows overlap, so it goes in whole
         yield data, len(data)
         return
-    if config["kind"] == "arrays":
+    if config["kind"] in ("arrays", "text"):
         for i in range(0, len(data), size):
             yield data[i : i + size], len(data[i : i + size])
         return
@@ -94,7 +94,7 @@ def run_model(model, data, config: dict, windows: str, size: int):
             rate = done / max(time.perf_counter() - started, 1e-9)
             print(f"predicted {done:,} / {total:,} inputs ({rate:,.0f}/s)", file=sys.stderr)
     answers = pd.concat(parts, ignore_index=True)
-    if config["kind"] == "arrays":  # each chunk counts its rows from 0
+    if config["kind"] in ("arrays", "text"):  # each chunk counts its rows from 0
         answers["row"] = np.arange(len(answers))
     return answers
 

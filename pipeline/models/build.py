@@ -72,7 +72,15 @@ def build_model(cfg: ModelConfig, spec: DataSpec):
             "or `data.target_mode=next` to predict after the window."
         )
     pooled = cfg.pooling != "last"  # the last recurrent layer then returns every step
-    stack = [keras.Input(shape=spec.input_shape, name="sequence")]
+    if spec.vocabulary_size:  # token ids in, padded at the end with 0: the embedding masks it
+        stack = [
+            keras.Input(shape=spec.input_shape, dtype="int32", name="tokens"),
+            layers.Embedding(
+                spec.vocabulary_size, cfg.embedding_dim, mask_zero=True, name="embedding"
+            ),
+        ]
+    else:
+        stack = [keras.Input(shape=spec.input_shape, name="sequence")]
     if spec.input_scale is not None:  # raw pixels in, so the logged model takes them
         stack.append(layers.Rescaling(spec.input_scale, name="input_scale"))
     if spec.mask_value is not None:  # padded at the end: LSTM/GRU keep the cuDNN kernel
@@ -82,6 +90,12 @@ def build_model(cfg: ModelConfig, spec: DataSpec):
             layers.Normalization(
                 mean=list(spec.channel_mean), variance=list(spec.channel_variance), name="scale"
             )
+        )
+    if cfg.conv_filters and spec.vocabulary_size:
+        raise ConfigError(
+            f"`model.conv_filters={list(cfg.conv_filters)}` would read the padding of every text "
+            "shorter than the longest (Keras' Conv1D drops the padding mask). Set "
+            "`model.conv_filters=[]` for text."
         )
     if cfg.conv_filters and spec.mask_value is not None:
         # Keras' Conv1D drops the mask, so the recurrent layers would read the padding.

@@ -14,6 +14,7 @@ wrote into the model's config (`context.model_config`, from Datasets.serving):
 - sequences: a long table (one row per step: the id column, the order column if any, the
   feature columns) -> one row per sequence id: the predicted label and each class's probability.
 - arrays: an array (n, steps, channels) of raw inputs -> the label and probabilities per row.
+- text: raw strings (a list, or a table's text column) -> the label and probabilities per text.
 
 `pipeline.predict` and `mlflow models serve` both call this, so they answer the same.
 """
@@ -55,6 +56,9 @@ class Answers:
             return self.forecast(table_of(model_input), (params or {}).get("windows", "last"))
         if kind == "sequences":
             return self.classify_sequences(table_of(model_input))
+        if kind == "text":
+            texts = texts_of(model_input, self.config["text"])
+            return self.answer(self.outputs(texts[:, None]), np.arange(len(texts)))
         x = arrays_of(model_input)
         return self.answer(self.outputs(x), np.arange(len(x)))
 
@@ -65,12 +69,14 @@ class Answers:
 
         if len(x) == 0:
             return np.zeros((0, *self.model.output_shape[1:]), dtype=np.float32)
+        if x.dtype != object:  # strings (text) go in as they are
+            x = x.astype(np.float32)
         if len(x) <= BATCH:
             # One batch: an eager call. `predict` would first trace a tf.function, which costs
             # more than the forward pass itself for a request this small (and for the example
             # every training run predicts when it logs the model).
-            return np.asarray(self.model(x.astype(np.float32), training=False))
-        ds = tf.data.Dataset.from_tensor_slices(x.astype(np.float32))
+            return np.asarray(self.model(x, training=False))
+        ds = tf.data.Dataset.from_tensor_slices(x)
         ds = ds.batch(BATCH).prefetch(tf.data.AUTOTUNE)
         return np.asarray(self.model.predict(ds, verbose=0))
 
@@ -234,6 +240,30 @@ def pad(sequences: list[np.ndarray], c: dict) -> np.ndarray:
     for i, s in enumerate(sequences):
         out[i, : min(len(s), width)] = s[:width]
     return out
+
+
+def texts_of(model_input, column: str) -> np.ndarray:
+    """Raw texts as an object array: a list, an array or Series of strings, or a table's text
+    column (or its only column)."""
+    if isinstance(model_input, dict):
+        model_input = pd.DataFrame(model_input)
+    if isinstance(model_input, pd.DataFrame):
+        if column in model_input.columns:
+            model_input = model_input[column]
+        elif len(model_input.columns) == 1:
+            model_input = model_input.iloc[:, 0]
+        else:
+            raise refuse(
+                f"The input lacks the text column `{column}` (it has "
+                f"{', '.join(map(str, model_input.columns)) or 'none'})."
+            )
+    if isinstance(model_input, str):
+        model_input = [model_input]
+    texts = np.asarray(model_input, dtype=object).reshape(-1)
+    bad = [t for t in texts if not isinstance(t, str)]
+    if bad:
+        raise refuse(f"This model takes texts (strings); the input holds {type(bad[0]).__name__}.")
+    return texts
 
 
 def arrays_of(model_input) -> np.ndarray:

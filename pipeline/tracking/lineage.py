@@ -65,6 +65,8 @@ def log_datasets(data, data_name: str) -> None:
             )[:5000]
         tags.append(split_tags)
     log_inputs(datasets=datasets, contexts=contexts, tags_list=tags)
+    if data.vocabulary:  # text: line i holds token id i (0: padding, empty; 1: [UNK])
+        mlflow.log_text("\n".join(data.vocabulary) + "\n", "vocabulary.txt")
 
 
 def log_inputs(**inputs) -> None:

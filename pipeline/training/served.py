@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data import text
 from pipeline.models.export import servable
 from pipeline.tracking import model_logging
 from pipeline.tracking.pictures import forward, original_units
@@ -73,7 +74,11 @@ def log_served_model(model, data, out: Path, registered_model_name: str | None =
     from pipeline.models import served  # imports MLflow: only once a model is to be logged
 
     regression = data.spec.task != "classification"
-    keras_model = servable(model, data.spec.task, data.serving, data.scaler if regression else None)
+    tokens = None
+    if data.vocabulary:  # text: the training run's tokenisation in front
+        tokens = text.vectorizer(data.serving, data.vocabulary, data.serving["length"])
+    target = data.scaler if regression else None
+    keras_model = servable(model, data.spec.task, data.serving, target, tokens)
     keras_model.save(out / "model.keras")
     config = model_config(data)
     params = {"windows": "last"} if config["kind"] == "forecast" else None
