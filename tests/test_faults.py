@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, make_cfg, run_cli, runs_in, sigterm_after
 
+from pipeline.config import ConfigError
 from pipeline.train import train
 from pipeline.training.callbacks import DivergedError
 
@@ -43,8 +44,9 @@ def test_sigterm_then_resume_continues_the_same_run(store, tmp_path):
     backup = Path(run.data.tags["backup_dir"])
     assert (backup / "state.json").is_file()
 
-    refused = run_cli(*args, "model.units=9", f"resume={run_id}", cwd=tmp_path)
-    assert refused.returncode != 0 and "model.units: run has '8', now 9" in refused.stderr
+    # A changed config is refused before anything runs (in-process: the same check as the CLI's).
+    with pytest.raises(ConfigError, match=r"model\.units: run has '8', now 9"):
+        train(make_cfg(*args, "model.units=9", f"resume={run_id}"), tmp_path / "refused")
 
     resumed = run_cli(*args, f"resume={run_id}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -53,11 +55,6 @@ def test_sigterm_then_resume_continues_the_same_run(store, tmp_path):
     steps = history_steps(store, run_id)
     assert steps == list(range(6))  # no gap, no duplicate
     assert not backup.exists()  # a finished run needs no backup
-
-    fresh = run_cli(*args, cwd=tmp_path)  # the same training, uninterrupted
-    assert fresh.returncode == 0
-    other = next(r for r in runs_in(store) if r.info.run_id != run_id)
-    assert other.data.metrics["epochs_trained"] == run.data.metrics["epochs_trained"]
 
 
 @pytest.mark.slow
@@ -101,10 +98,13 @@ def test_nan_loss_fails_the_run_with_a_reason(store, tmp_path):
 
 
 @pytest.mark.slow
-def test_eight_concurrent_runs_all_recorded(tmp_path):
+def test_concurrent_runs_all_recorded(tmp_path):
+    """Four runs at once on one SQLite store, twice as many processes as CI's cores: every run's
+    writes land (SQLite's lock retried), each in its own output folder."""
+    count = 4
     db = tmp_path / "store" / "mlflow.db"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
-    logs = [tmp_path / f"run-{i}.log" for i in range(8)]
+    logs = [tmp_path / f"run-{i}.log" for i in range(count)]
     procs = []
     for i, log in enumerate(logs):  # stderr to files: a full pipe would stall a run
         with open(log, "w") as handle:
@@ -122,12 +122,12 @@ def test_eight_concurrent_runs_all_recorded(tmp_path):
                 )
             )
     codes = [p.wait(timeout=900) for p in procs]
-    assert codes == [0] * 8, "\n".join(log.read_text()[-1500:] for log in logs)
+    assert codes == [0] * count, "\n".join(log.read_text()[-1500:] for log in logs)
     runs = runs_in(f"sqlite:///{db}")
-    assert len(runs) == 8 and {r.info.status for r in runs} == {"FINISHED"}
+    assert len(runs) == count and {r.info.status for r in runs} == {"FINISHED"}
     assert all("test_accuracy" in r.data.metrics for r in runs)
-    assert sorted(r.data.params["seed"] for r in runs) == [str(i) for i in range(8)]
-    assert len(list((tmp_path / "outputs").glob("*/*"))) == 8  # eight distinct run folders
+    assert sorted(r.data.params["seed"] for r in runs) == [str(i) for i in range(count)]
+    assert len(list((tmp_path / "outputs").glob("*/*"))) == count  # distinct run folders
 
 
 @pytest.mark.slow  # 10-15 s of training: out of the fast tier

@@ -20,16 +20,16 @@ from pipeline.data.labelled import length_buckets
 PADDING, OUT_OF_VOCABULARY = 0, 1  # TextVectorization's ids for padding and unknown tokens
 
 
-def vectorizer(cfg, vocabulary=None, length: int | None = None):
-    """The TextVectorization of `cfg` (data.standardize, data.ngrams, data.vocabulary_size):
-    ragged ids to adapt on the training texts when `vocabulary` is None, else with that
-    vocabulary and padded or cut to `length` ids (as the logged model reads texts)."""
+def vectorizer(settings: dict, vocabulary=None, length: int | None = None):
+    """The TextVectorization of `settings` (text_options: vocabulary_size, standardize, ngrams):
+    ragged ids, to adapt on the training texts, when `vocabulary` is None; else with that
+    vocabulary, each text padded or cut to `length` ids (as the logged model reads texts)."""
     from keras import layers
 
     options = dict(
-        max_tokens=cfg["vocabulary_size"],
-        standardize=None if cfg["standardize"] == "none" else cfg["standardize"],
-        ngrams=cfg["ngrams"],
+        max_tokens=settings["vocabulary_size"],
+        standardize=None if settings["standardize"] == "none" else settings["standardize"],
+        ngrams=settings["ngrams"],
     )
     if vocabulary is None:
         return layers.TextVectorization(**options, ragged=True, name="tokens")
@@ -97,12 +97,12 @@ def text_datasets(splits: dict, cfg, seed: int, source: dict, layout: dict) -> D
     to_int = {c: i for i, c in enumerate(classes)}
     arrays = {
         split: (
-            ragged[split].to_tensor(default_value=PADDING, shape=[None, length]).numpy(),
+            # Cut at the end to `length` ids and padded at the end.
+            ragged[split].to_tensor(PADDING, shape=[None, length]).numpy().astype(np.int32),
             np.array([to_int[v] for v in labels], dtype=np.int32),
         )
         for split, (_, labels, _) in splits.items()
     }
-    arrays = {split: (x.astype(np.int32), y) for split, (x, y) in arrays.items()}
     # Lengths as the arrays hold them; a text of no known token keeps one (masked) step.
     steps = {split: np.clip(n, 1, length) for split, n in lengths.items()}
     variable = bool(steps["train"].min() != steps["train"].max())
