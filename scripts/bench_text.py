@@ -4,6 +4,7 @@ the pipeline's own data (`data=text`), model and compile stages (XLA on CPUs: wh
 
     python scripts/bench_text.py                      # about 5 minutes on 2 CPU cores
     python scripts/bench_text.py --max-length 200     # keras-io's IMDB length
+    python scripts/bench_text.py --seeds 3            # accuracy over three seeds per arm
     python scripts/bench_text.py model.units=64       # overrides for both arms
 
 The reviews are synthetic, written to a temporary CSV, with IMDB's length distribution (words per
@@ -73,13 +74,54 @@ def arm(overrides: tuple[str, ...], bucketed: bool):
 
     conf = composed(*overrides, *MODEL, f"data.bucket_by_length={str(bucketed).lower()}")
     data = make_datasets(conf.data, conf.seed)
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(conf.seed)  # the same initial weights in both arms
     model = build_model(conf.model, data.spec)
     compile_model(model, conf.trainer, data.spec, *optimizer_settings(conf))
     started = time.perf_counter()
     model.fit(data.train, epochs=1, verbose=0, shuffle=False)
     tokens = int((data.arrays["train"][0] != 0).sum())
     return data, model, time.perf_counter() - started, tokens
+
+
+def compare(overrides: tuple[str, ...], epochs: int, seed: int) -> dict:
+    """Both arms trained with `seed` (the split, the shuffling, the initial weights); prints their
+    figures and returns {"ratio", "gap", "accuracy": {arm: %}} for the summary."""
+    overrides = (*overrides, f"seed={seed}")
+    arms = {"(a) one length": arm(overrides, False), "(b) bucketed": arm(overrides, True)}
+    seconds = {key: [] for key in arms}
+    for _ in range(epochs):  # alternating, so a slow spell of this shared machine hits both
+        for key, (data, model, _, _) in arms.items():
+            started = time.perf_counter()
+            model.fit(data.train, epochs=1, verbose=0, shuffle=False)
+            seconds[key].append(time.perf_counter() - started)
+    a, b = arms["(a) one length"][0], arms["(b) bucketed"][0]
+    print(
+        f"[seed {seed}] {a.sizes['train']} training reviews, {a.tags['data.length_median']} "
+        f"tokens median, {a.tags['data.length_max']} longest; padding share "
+        f"{a.tags['data.padding_share']} at one length ({a.tags['data.padded_length']}), "
+        f"{b.tags['data.padding_share_bucketed']} bucketed (bounds {b.tags['data.length_buckets']})"
+    )
+    rates, accuracies = {}, {}
+    for key, (data, model, warm, tokens) in arms.items():
+        epoch = statistics.median(seconds[key])
+        rates[key] = tokens / epoch
+        accuracies[key] = 100 * model.evaluate(data.test, verbose=0, return_dict=True)["accuracy"]
+        print(
+            f"[seed {seed}] {key}: {rates[key]:,.0f} tokens/s (median of {epochs} epochs: "
+            f"{epoch:.2f} s; warm-up epoch {warm:.1f} s); test accuracy after {epochs + 1} "
+            f"epochs {accuracies[key]:.2f}%"
+        )
+    saving = statistics.median(seconds["(a) one length"]) - statistics.median(
+        seconds["(b) bucketed"]
+    )
+    extra = arms["(b) bucketed"][2] - arms["(a) one length"][2]
+    even = f"{max(extra, 0) / saving:.1f} epochs" if saving > 0 else "never"
+    print(f"[seed {seed}] bucketing costs {extra:+.1f} s more compiling; break-even after {even}")
+    return {
+        "ratio": rates["(b) bucketed"] / rates["(a) one length"],
+        "gap": accuracies["(b) bucketed"] - accuracies["(a) one length"],
+        "accuracy": accuracies,
+    }
 
 
 def main() -> None:
@@ -91,6 +133,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8, help="timed epochs per arm (default 8)")
     parser.add_argument("--reviews", type=int, default=8000, help="reviews in all (default 8000)")
     parser.add_argument("--max-length", type=int, default=500, help="data.max_length (500)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1, each both arms (1)")
     parser.add_argument("overrides", nargs="*", help="config overrides for both arms")
     args = parser.parse_args()
     import tensorflow as tf
@@ -100,6 +143,7 @@ def main() -> None:
         f"{' '.join(MODEL[1:])}, {args.reviews} reviews, data.max_length={args.max_length}, "
         f"overrides: {args.overrides or 'none'}"
     )
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         csv = imdb_like_reviews(Path(tmp) / "reviews.csv", args.reviews)
         overrides = (
@@ -111,41 +155,19 @@ def main() -> None:
             "data.test_fraction=0.3",
             *args.overrides,
         )
-        arms = {"(a) one length": arm(overrides, False), "(b) bucketed": arm(overrides, True)}
-    seconds = {key: [] for key in arms}
-    for _ in range(args.epochs):  # alternating, so a slow spell of this shared machine hits both
-        for key, (data, model, _, _) in arms.items():
-            started = time.perf_counter()
-            model.fit(data.train, epochs=1, verbose=0, shuffle=False)
-            seconds[key].append(time.perf_counter() - started)
-    a, b = arms["(a) one length"][0], arms["(b) bucketed"][0]
-    print(
-        f"[data] {a.sizes['train']} training reviews, {a.tags['data.length_median']} tokens "
-        f"median, {a.tags['data.length_max']} longest; padding share "
-        f"{a.tags['data.padding_share']} at one length ({a.tags['data.padded_length']}), "
-        f"{b.tags['data.padding_share_bucketed']} bucketed (bounds {b.tags['data.length_buckets']})"
-    )
-    rates, accuracies = {}, {}
-    for key, (data, model, warm, tokens) in arms.items():
-        epoch = statistics.median(seconds[key])
-        rates[key] = tokens / epoch
-        accuracy = model.evaluate(data.test, verbose=0, return_dict=True)["accuracy"]
-        accuracies[key] = 100 * accuracy
-        print(
-            f"[{key}] {rates[key]:,.0f} tokens/s (median of {args.epochs} epochs: {epoch:.2f} s; "
-            f"warm-up epoch {warm:.1f} s); test accuracy after {args.epochs + 1} epochs "
-            f"{100 * accuracy:.2f}%"
-        )
-    saving = statistics.median(seconds["(a) one length"]) - statistics.median(
-        seconds["(b) bucketed"]
-    )
-    extra = arms["(b) bucketed"][2] - arms["(a) one length"][2]
-    even = f"{max(extra, 0) / saving:.1f} epochs" if saving > 0 else "never"
-    gap = accuracies["(b) bucketed"] - accuracies["(a) one length"]
-    print(f"[accuracy] bucketed minus one length: {gap:+.2f} points")
-    print(f"[warm-up] bucketing costs {extra:+.1f} s more compiling; break-even after {even}")
-    ratio = rates["(b) bucketed"] / rates["(a) one length"]
-    print(f"bucketed / one length, tokens per second: {ratio:.2f}x")
+        for seed in range(args.seeds):
+            results.append(compare(overrides, args.epochs, seed))
+    if args.seeds > 1:
+        for key in results[0]["accuracy"]:
+            values = [r["accuracy"][key] for r in results]
+            print(f"[summary] {key}: test accuracy {statistics.mean(values):.2f}% mean over seeds")
+        gaps = ", ".join(f"{r['gap']:+.2f}" for r in results)
+        mean_gap = statistics.mean(r["gap"] for r in results)
+        print(f"[summary] accuracy gap (b) - (a): {mean_gap:+.2f} points mean ({gaps})")
+    else:
+        print(f"[summary] accuracy gap (b) - (a): {results[0]['gap']:+.2f} points")
+    ratio = statistics.median(r["ratio"] for r in results)
+    print(f"bucketed / one length, tokens per second (median over seeds): {ratio:.2f}x")
 
 
 if __name__ == "__main__":

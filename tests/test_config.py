@@ -18,6 +18,7 @@ GROUP_OPTIONS = [
 EXTRA = {
     ("data", "csv"): ["data.path=x.csv", "data.target=value"],
     ("data", "sequences"): ["data.path=x.csv", "data.id=rec", "data.label=act"],
+    ("data", "text"): ["data.path=x.csv"],
 }
 
 

@@ -100,5 +100,8 @@ def test_served_text_model_takes_raw_strings(store, tmp_path, free_tcp_port):
         served = pd.DataFrame(answer["predictions"])
         assert served.label.tolist() == expected.label.tolist()
         assert served.p_good.tolist() == pytest.approx(expected.p_good.tolist(), rel=1e-5)
-        status, answer = post(base, {"inputs": [3]})  # not a text
-        assert status == 400, answer
+        # A table with the training text column, as a file for pipeline.predict holds them.
+        table = {"dataframe_split": {"columns": ["review"], "data": [[t] for t in texts]}}
+        status, answer = post(base, table)
+        assert status == 200, answer
+        assert [row["label"] for row in answer["predictions"]] == expected.label.tolist()

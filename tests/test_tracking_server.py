@@ -192,6 +192,7 @@ def test_runs_logging_the_same_new_dataset_at_once_all_get_it(mlflow_server):
         arrays={"train": (np.arange(40.0).reshape(10, 4), np.arange(10) % 2)},
         source={"loader": "test"},
         class_names=["a", "b"],
+        vocabulary=[],
     )
     together, errors, run_ids = threading.Barrier(4), [], []
 
