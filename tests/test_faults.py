@@ -78,6 +78,7 @@ def test_a_run_killed_with_sigkill_is_marked_failed_by_the_next_run(store, tmp_p
     ]
 
 
+@pytest.mark.slow  # a training run of 6-12 s: out of the fast tier
 def test_nan_loss_fails_the_run_with_a_reason(store, tmp_path):
     path = tmp_path / "huge.csv"
     path.write_text("t,value\n" + "".join(f"{i},{1e30 * (i % 7)}\n" for i in range(200)))

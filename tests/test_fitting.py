@@ -34,6 +34,7 @@ def fresh_model(cell: str):
 @pytest.mark.parametrize(
     "cell", [pytest.param("gru", marks=pytest.mark.slow), "lstm"]
 )  # the LSTM on the hand-written gradient
+@pytest.mark.slow  # a training run of 6-12 s: out of the fast tier
 def test_pipeline_defaults_learn_what_plain_keras_learns(cell):
     import keras
 

@@ -112,6 +112,7 @@ def test_csv_missing_values_are_refused_by_default(tmp_path):
         data_conf("data=csv", "data.path=x.csv", "data.target=value", "data.missing=zero")
 
 
+@pytest.mark.slow  # a training run of 6-12 s: out of the fast tier
 def test_train_logs_baselines_and_the_missing_count(store, tmp_path):
     from pipeline.train import train
 

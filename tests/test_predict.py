@@ -74,6 +74,7 @@ def forecast_run(tmp_path_factory):
         yield run_training(cfg, root / "out"), csv, series, store
 
 
+@pytest.mark.slow  # a training run of 6-12 s: out of the fast tier
 def test_forecast_is_dated_and_in_the_series_units(forecast_run, tmp_path):
     result, csv, series, _ = forecast_run
     out = tmp_path / "forecast.csv"
@@ -100,6 +101,7 @@ def test_forecast_is_dated_and_in_the_series_units(forecast_run, tmp_path):
     np.testing.assert_allclose(merged.actual, merged.actual_run, rtol=1e-6)
 
 
+@pytest.mark.slow  # a training run of 6-12 s: out of the fast tier
 def test_evaluate_logs_a_run_linked_to_the_model(forecast_run, tmp_path):
     result, csv, _, store = forecast_run
     model = f"runs:/{result.run_id}/model"
@@ -123,6 +125,7 @@ def test_evaluate_logs_a_run_linked_to_the_model(forecast_run, tmp_path):
     assert "rmse" in linked  # shown on the model's page, beside its training
 
 
+@pytest.mark.slow  # a training run of 6-12 s: out of the fast tier
 def test_wrong_inputs_are_refused_with_what_was_expected(forecast_run, tmp_path):
     result, csv, series, _ = forecast_run
     model = f"model=runs:/{result.run_id}/model"
@@ -239,6 +242,7 @@ def test_mnist1d_arrays_and_shapes(store, tmp_path):
         )
 
 
+@pytest.mark.slow  # a training run of 6-12 s: out of the fast tier
 def test_the_command_line_explains_bad_input_and_writes_nothing(tmp_path, store):
     import os
     import subprocess

@@ -73,6 +73,7 @@ def test_scores_on_another_metric_or_direction_are_not_comparable():
     assert not ours.comparable(registry.Score("1", None, None, None))  # registered by hand
 
 
+@pytest.mark.slow  # a training run of 6-12 s: out of the fast tier
 def test_register_best_without_logged_models_is_refused_before_any_trial(store, tmp_path):
     result = run_cli("-m", *TINY, "tracking.log_model=false", REGISTER, cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]

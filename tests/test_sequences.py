@@ -61,6 +61,7 @@ def test_group_keeps_each_subject_in_one_split(tmp_path):
     assert not subjects["train"] & subjects["val"]
 
 
+@pytest.mark.slow  # a training run of 6-12 s: out of the fast tier
 def test_sequences_train_end_to_end(store, tmp_path):
     from pipeline.train import train
 

@@ -121,6 +121,7 @@ def test_quarters_and_years_parse(tmp_path):
     assert dated(write_dated(tmp_path / "y.csv", years)).tags["data.start"] == "1900-01-01"
 
 
+@pytest.mark.slow  # a training run of 6-12 s: out of the fast tier
 def test_train_on_a_shipped_series_logs_dates_baselines_and_the_dated_plot(store, tmp_path):
     from pipeline.train import train
 

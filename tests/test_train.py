@@ -20,6 +20,7 @@ def artifact_paths(uri, run_id, folder=None):
     return {a.path for a in client.list_artifacts(run_id, folder)}
 
 
+@pytest.mark.slow  # a training run of 6-12 s: out of the fast tier
 def test_train_classification_logs_one_finished_run(store, tmp_path):
     import keras
     import mlflow
@@ -43,6 +44,7 @@ def test_train_classification_logs_one_finished_run(store, tmp_path):
     assert keras.saving.load_model(local).count_params() == metrics["num_params"]
 
 
+@pytest.mark.slow  # a training run of 6-12 s: out of the fast tier
 def test_every_epoch_is_logged_and_xla_is_on_by_default_on_cpu(store, tmp_path):
     import mlflow
 
@@ -127,6 +129,7 @@ def test_a_cold_data_cache_trains_the_same_model_as_a_warm_one(store, tmp_path):
         assert warm[key] == cold[key], key
 
 
+@pytest.mark.slow  # a training run of 6-12 s: out of the fast tier
 def test_train_regression_reports_rmse(store, tmp_path):
     metrics = train(
         make_cfg("trainer=smoke", "data=sunspots", "model=gru", "model.units=8"), tmp_path
@@ -172,6 +175,7 @@ def test_early_stopping_restores_the_best_epoch(store, tmp_path):
         pytest.param("mnist_two_lstm", marks=pytest.mark.slow),
     ],
 )
+@pytest.mark.slow  # a training run of 6-12 s: out of the fast tier
 def test_experiment_presets_run(store, tmp_path, preset, tfds_mock):
     overrides = [
         f"experiment={preset}",

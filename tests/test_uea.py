@@ -92,6 +92,7 @@ def test_padding_does_not_change_the_outputs():
     )
 
 
+@pytest.mark.slow  # a training run of 6-12 s: out of the fast tier
 def test_uea_run_logs_class_scores_names_and_padding(store, ts_pair):
     from pipeline.train import train
 
