@@ -139,7 +139,7 @@ def test_epochs_missed_in_a_longer_outage_are_sent_again_at_the_end(mlflow_serve
     # No retries: every epoch's write while the server is down fails at once.
     env = {"MLFLOW_TRACKING_URI": mlflow_server.url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     # Long enough to outlast the server's restart (about 10 s) by far.
-    epochs = 4 * EPOCHS
+    epochs = 2 * EPOCHS
     proc = start_training([*LONG_RUN, f"trainer.epochs={epochs}"], tmp_path, env)
     try:
         wait_for_epoch(proc, 3)
