@@ -243,6 +243,13 @@ class SequencesDataConfig(DataConfig):
             _check_int("data.max_length", self.max_length)
 
 
+def _check_tfds_limits(cfg) -> None:
+    """A TFDS dataset's `max_train_examples` / `max_test_examples`: null or a positive integer."""
+    for key in ("max_train_examples", "max_test_examples"):
+        if getattr(cfg, key) is not None:
+            _check_int(f"data.{key}", getattr(cfg, key))
+
+
 @dataclass
 class TfdsDataConfig(DataConfig):
     """An image dataset from TFDS, each image's rows read as timesteps."""
@@ -254,9 +261,7 @@ class TfdsDataConfig(DataConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("max_train_examples", "max_test_examples"):
-            if getattr(self, key) is not None:
-                _check_int(f"data.{key}", getattr(self, key))
+        _check_tfds_limits(self)
 
 
 @dataclass
@@ -315,9 +320,7 @@ class TfdsTextDataConfig(TextDataConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for key in ("max_train_examples", "max_test_examples"):
-            if getattr(self, key) is not None:
-                _check_int(f"data.{key}", getattr(self, key))
+        _check_tfds_limits(self)
 
 
 @dataclass
