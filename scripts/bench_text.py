@@ -40,8 +40,9 @@ from bench_bucketing import composed  # noqa: E402
 MODEL = ("model=lstm", "model.units=32", "model.embedding_dim=32", "model.pooling=mean")
 
 
-def imdb_like_reviews(path: Path, n: int, seed: int = 0) -> Path:
-    """n labelled synthetic reviews with IMDB's length distribution, as a CSV (text, label)."""
+def imdb_like_reviews(path: Path, n: int, seed: int = 0, columns=("text", "label")) -> Path:
+    """n labelled synthetic reviews with IMDB's length distribution, as a CSV with the columns
+    `columns` (the text, the label: pos or neg)."""
     import pandas as pd
 
     rng = np.random.default_rng(seed)
@@ -59,7 +60,7 @@ def imdb_like_reviews(path: Path, n: int, seed: int = 0) -> Path:
         for i, p in zip(marked, polarity, strict=True):
             words[i] = rng.choice(sentiment[int(p)])
         texts.append(" ".join(words))
-    frame = pd.DataFrame({"text": texts, "label": np.where(labels == 1, "pos", "neg")})
+    frame = pd.DataFrame({columns[0]: texts, columns[1]: np.where(labels == 1, "pos", "neg")})
     frame.to_csv(path, index=False)
     return path
 
