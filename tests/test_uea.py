@@ -106,6 +106,41 @@ def test_uea_run_logs_class_scores_names_and_padding(store, ts_pair):
     assert "scale" in [layer.name for layer in _logged_layers(run)]
 
 
+def test_without_a_validation_split_every_training_sequence_trains(store, ts_pair):
+    from pipeline.train import train
+
+    data = make_datasets(uea(f"data.path={ts_pair}", "data.val_fraction=0"), seed=0)
+    assert data.val is None and data.sizes == {"train": 30, "test": 12}
+    overrides = ("data=uea", f"data.path={ts_pair}", "data.name=Toy", "data.val_fraction=0")
+    metrics = train(make_cfg(*overrides, "trainer=smoke", "trainer.early_stopping_patience=3"))
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and "test_f1_macro" in metrics
+    assert not [k for k in metrics if k.startswith("val_")]
+    [run] = runs_in(store)
+    assert run.info.status == "FINISHED"
+    assert not [k for k in run.data.metrics if "val_" in k]
+    inputs = [d.dataset.name for d in run.inputs.dataset_inputs]
+    assert sorted(inputs) == ["Toy-test", "Toy-train"]
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("trainer.monitor=val_loss", r"trainer.monitor=val_loss.*trainer.monitor=loss"),
+        ("optimized_metric=val_accuracy", r"optimized_metric=val_accuracy.*val_fraction"),
+    ],
+)
+def test_watching_a_missing_validation_split_is_refused_before_a_run(
+    store, ts_pair, override, match
+):
+    from pipeline.config import ConfigError
+    from pipeline.train import train
+
+    cfg = make_cfg("data=uea", f"data.path={ts_pair}", "data.val_fraction=0", override)
+    with pytest.raises(ConfigError, match=match):
+        train(cfg)
+    assert runs_in(store) == []
+
+
 def _logged_layers(run):
     import keras
     import mlflow
@@ -137,3 +172,13 @@ def test_missing_pair_and_unknown_name_are_explained(tmp_path):
         make_datasets(uea(f"data.path={tmp_path / 'Only_TRAIN.ts'}"), seed=0)
     with pytest.raises(DataError, match="not one of the UEA/UCR datasets aeon ships"):
         make_datasets(uea("data.name=NoSuchData"), seed=0)
+
+
+def test_a_sweep_needs_a_validation_split(ts_pair):
+    from pipeline.config import ConfigError
+    from pipeline.training.run import _check_validation
+
+    conf = validate(make_cfg("data=uea", f"data.path={ts_pair}", "data.val_fraction=0"))
+    _check_validation(conf, validation=False, trial=None)  # a single run may train on all
+    with pytest.raises(ConfigError, match="A sweep compares its trials on the validation split"):
+        _check_validation(conf, validation=False, trial=object())

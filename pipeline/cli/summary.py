@@ -22,7 +22,7 @@ def run_summary(conf: Config, result) -> str:
         "== run summary ==",
         f"model       {result.model_name}: {conf.model.cell} x{conf.model.num_layers}, "
         f"{conf.model.units} units, {metrics['num_params']:,} parameters",
-        f"data        {conf.data.name}: {sizes['train']} train / {sizes['val']} val / {sizes['test']} test",
+        f"data        {conf.data.name}: {sizes['train']} train / {sizes.get('val', 0)} val / {sizes['test']} test",
         f"epochs      {metrics['epochs_trained']} (best epoch {metrics['best_epoch'] + 1})",
         f"test        {tests}",
         *baselines_line(metrics),

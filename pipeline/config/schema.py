@@ -207,8 +207,9 @@ class UeaDataConfig(DataConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 < self.val_fraction < 1.0:
-            raise invalid_value("data.val_fraction", "a number in (0, 1)", self.val_fraction)
+        # 0: no validation split, every training sequence trains (dl-4-tsc's protocol)
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise invalid_value("data.val_fraction", "a number in [0, 1)", self.val_fraction)
         if self.max_length is not None:
             _check_int("data.max_length", self.max_length)
 

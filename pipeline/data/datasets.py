@@ -40,7 +40,7 @@ class DataSpec:
 @dataclass
 class Datasets:
     train: Any  # tf.data.Dataset of (x, y) batches
-    val: Any
+    val: Any  # None without a validation split (`data.val_fraction=0` for the archive's data)
     test: Any
     spec: DataSpec
     # The arrays behind each split (before batching), kept for lineage digests and plots.
@@ -123,7 +123,7 @@ def build_datasets(arrays, spec: DataSpec, cfg: DataConfig, seed: int, **extra) 
         )
         for split, (x, y) in arrays.items()
     }
-    return Datasets(pipes["train"], pipes["val"], pipes["test"], spec, arrays, **extra)
+    return Datasets(pipes["train"], pipes.get("val"), pipes["test"], spec, arrays, **extra)
 
 
 def existing_file(path: str | Path, what: str, fix: str) -> Path:

@@ -96,12 +96,16 @@ def load(cfg: UeaDataConfig, seed: int) -> Datasets:
             f"{test_path} has label(s) the training file lacks: {', '.join(unseen)}. Both files "
             "need the same classes."
         )
-    keep, held = stratified_split(y_train, cfg.val_fraction, seed)
+    if cfg.val_fraction > 0:
+        keep, held = stratified_split(y_train, cfg.val_fraction, seed)
+    else:  # no validation split: the whole training file trains
+        keep, held = np.arange(len(y_train)), None
     splits = {  # ids: the case's number in its file
         "train": ([x_train[i] for i in keep], y_train[keep], keep),
-        "val": ([x_train[i] for i in held], y_train[held], held),
         "test": (x_test, y_test, np.arange(len(x_test))),
     }
+    if held is not None:
+        splits["val"] = ([x_train[i] for i in held], y_train[held], held)
     source = {
         "loader": "aeon.datasets.load_from_ts_file",
         "args": {"train": str(train_path.resolve()), "test": str(test_path.resolve())},

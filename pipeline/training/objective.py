@@ -7,8 +7,11 @@ from __future__ import annotations
 HIGHER_IS_BETTER = ("accuracy", "auc", "f1", "precision", "recall", "r2")
 
 
-def default_metric(task: str) -> str:
-    """The validation metric a task is judged by when none is configured."""
+def default_metric(task: str, validation: bool = True) -> str:
+    """The metric a task is judged by when none is configured: its validation metric, or the
+    training loss where there is no validation split (as dl-4-tsc trains on the UCR archive)."""
+    if not validation:
+        return "loss"
     return "val_accuracy" if task == "classification" else "val_loss"
 
 
@@ -18,7 +21,22 @@ def direction(metric: str) -> str:
     return "max" if any(word in name for word in HIGHER_IS_BETTER) else "min"
 
 
-def monitored(configured: str | None, task: str) -> tuple[str, str]:
-    """(metric, "max" or "min"): `configured` when set, else the task's validation metric."""
-    metric = configured or default_metric(task)
+def monitored(configured: str | None, task: str, validation: bool = True) -> tuple[str, str]:
+    """(metric, "max" or "min"): `configured` when set, else the task's default metric
+    (`validation`: whether the data has a validation split)."""
+    metric = configured or default_metric(task, validation)
     return metric, direction(metric)
+
+
+def check_monitorable(metrics: dict[str, str | None], validation: bool) -> None:
+    """Refuse a configured `val_*` metric (config key -> metric) when there is no validation
+    split, before any run opens."""
+    from pipeline.config.errors import ConfigError
+
+    for key, metric in metrics.items():
+        if metric and metric.startswith("val_") and not validation:
+            raise ConfigError(
+                f"`{key}={metric}` watches the validation split, and `data.val_fraction=0` "
+                f"leaves none. Set `{key}={metric.removeprefix('val_')}` (the training "
+                "split's), or hold out a validation split with `data.val_fraction` above 0."
+            )

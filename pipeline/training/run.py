@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import Config, validate
+from pipeline.config.errors import ConfigError
 from pipeline.data import make_datasets
 from pipeline.models import build_model
 from pipeline.tracking import environment, lineage, pictures
@@ -96,7 +97,9 @@ def run_training(
     with distribution.strategy_scope(strategy):  # the model's variables on every replica
         model = build_model(conf.model, data.spec)
         compile_model(model, conf.trainer, data.spec, *optimizer_settings(conf))
-    monitor, mode = objective.monitored(conf.trainer.monitor, data.spec.task)
+    validation = data.val is not None
+    _check_validation(conf, validation, trial)
+    monitor, mode = objective.monitored(conf.trainer.monitor, data.spec.task, validation)
     out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="rnn-pipeline-"))
     out.mkdir(parents=True, exist_ok=True)
     backup_dir = Path(prior["backup_dir"]) if prior else out / "backup"
@@ -126,6 +129,19 @@ def run_training(
     shutil.rmtree(backup_dir, ignore_errors=True)  # finished: nothing left to resume
     metrics["wall_seconds"] = time.perf_counter() - started
     return TrainResult(metrics, run_id, uri, conf, data.sizes, model.name)
+
+
+def _check_validation(conf: Config, validation: bool, trial) -> None:
+    """Without a validation split (`data.val_fraction=0`) nothing may watch one, and a sweep,
+    which compares its trials on one, cannot run."""
+    if trial is not None and not validation:
+        raise ConfigError(
+            "A sweep compares its trials on the validation split, and `data.val_fraction=0` "
+            "leaves none. Hold one out for the sweep (for example `data.val_fraction=0.2`); a "
+            "preset may train on every training example once the sweep has chosen its settings."
+        )
+    watched = {"trainer.monitor": conf.trainer.monitor, "optimized_metric": conf.optimized_metric}
+    objective.check_monitorable(watched, validation)
 
 
 def _fit_and_log(
@@ -162,7 +178,7 @@ def _fit_and_log(
     verbose = conf.trainer.verbose
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    val_ds = _limit(data.val, conf.trainer.limit_eval_batches)
+    val_ds = _limit(data.val, conf.trainer.limit_eval_batches) if data.val is not None else None
     test_ds = _limit(data.test, conf.trainer.limit_eval_batches)
     stop = [interrupt_check()]
     # Ctrl-C and SIGTERM stop fit and evaluate between steps (see tracking.runs._on_signal).
@@ -181,7 +197,7 @@ def _fit_and_log(
         # Early stopping has restored the best epoch's weights: score those, on val and test.
         # Without it the weights are the last epoch's, whose val scores fit already computed.
         metrics = {k: float(v[-1]) for k, v in history.history.items() if k.startswith("val_")}
-        if early_stopping is not None or not metrics:
+        if val_ds is not None and (early_stopping is not None or not metrics):
             scores = model.evaluate(val_ds, return_dict=True, verbose=0, callbacks=stop)
             metrics = {f"val_{k}": float(v) for k, v in scores.items()}
         scores = model.evaluate(test_ds, return_dict=True, verbose=0, callbacks=stop)
@@ -192,9 +208,10 @@ def _fit_and_log(
                 metrics, forecasting.forecast_metrics(model, data, test_ds, season)
             )
         if data.spec.task == "classification":
-            metrics.update(
-                classification.class_scores(model, data, {"val": val_ds, "test": test_ds})
+            evaluated = (
+                {"val": val_ds, "test": test_ds} if val_ds is not None else {"test": test_ds}
             )
+            metrics.update(classification.class_scores(model, data, evaluated))
     logger.deliver()  # epochs the tracking server missed while it was down, sent again
     epochs_run = initial_epoch + len(history.history.get("loss", []))
     best = early_stopping.best_epoch if early_stopping is not None else epochs_run - 1
