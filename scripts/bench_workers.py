@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -80,11 +81,14 @@ def run_sweep(args: argparse.Namespace, workers: int, workdir: Path) -> dict:
         "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
     }
     started = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)  # the sweep and its trial processes
     with open(workdir / "sweep.log", "w") as log:
         process = subprocess.run(
             sweep_command(args, workers, workdir), cwd=workdir, env=env, stdout=log, stderr=log
         )
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if process.returncode != 0:
         tail = (workdir / "sweep.log").read_text()[-3000:]
         sys.exit(f"The sweep with {workers} worker(s) failed:\n{tail}")
@@ -96,7 +100,12 @@ def run_sweep(args: argparse.Namespace, workers: int, workdir: Path) -> dict:
         study_name="bench", storage=open_storage(str(workdir / "journal.log"))
     )
     states = [t.state.name for t in study.trials]
-    return {"wall": wall, "best": study.best_value, "complete": states.count("COMPLETE")}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "best": study.best_value,
+        "complete": states.count("COMPLETE"),
+    }
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -113,8 +122,12 @@ def compare(args: argparse.Namespace) -> None:
             workdir = Path(tmp) / f"w{workers}"
             workdir.mkdir()
             results[workers] = r = run_sweep(args, workers, workdir)
+            # CPU seconds over wall seconds: the cores the sweep kept busy. One TensorFlow
+            # thread per worker does not hold a worker to one core (XLA compiles, tf.data,
+            # MLflow's logging thread): a 1-worker sweep above 1 core caps what 2 can gain.
             print(
-                f"{workers} worker(s): wall {r['wall']:7.1f} s   best val_accuracy "
+                f"{workers} worker(s): wall {r['wall']:7.1f} s   cpu {r['cpu']:7.1f} s "
+                f"({r['cpu'] / r['wall']:.2f} cores busy)   best val_accuracy "
                 f"{r['best']:.4f}   {r['complete']} complete",
                 flush=True,
             )

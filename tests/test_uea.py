@@ -106,6 +106,7 @@ def test_uea_run_logs_class_scores_names_and_padding(store, ts_pair):
     assert "scale" in [layer.name for layer in _logged_layers(run)]
 
 
+@pytest.mark.slow  # a training run of 6-12 s: out of the fast tier
 def test_without_a_validation_split_every_training_sequence_trains(store, ts_pair):
     from pipeline.train import train
 
