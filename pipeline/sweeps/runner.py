@@ -28,6 +28,7 @@ from pipeline.sweeps.report import ParentRun
 from pipeline.sweeps.space import SearchSpace, format_value
 from pipeline.tracking.runs import mark_dead_runs
 from pipeline.tracking.store import resolve_tracking_uri
+from pipeline.training.objective import check_sweepable
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
@@ -60,6 +61,7 @@ def objective(config: DictConfig) -> tuple[str, str]:
     with open_dict(task_cfg):
         task_cfg.pop("hydra", None)
     conf = validate(task_cfg)
+    check_sweepable(conf.data)
     metric, mode = job.objective_metric(conf, conf.data.task)
     return metric, "maximize" if mode == "max" else "minimize"
 

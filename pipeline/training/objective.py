@@ -28,6 +28,19 @@ def monitored(configured: str | None, task: str, validation: bool = True) -> tup
     return metric, direction(metric)
 
 
+def check_sweepable(data_cfg) -> None:
+    """Refuse a sweep over data without a validation split (`data.val_fraction=0`): its
+    trials are compared on one."""
+    from pipeline.config.errors import ConfigError
+
+    if getattr(data_cfg, "val_fraction", None) == 0:
+        raise ConfigError(
+            "A sweep compares its trials on the validation split, and `data.val_fraction=0` "
+            "leaves none. Hold one out for the sweep (for example `data.val_fraction=0.2`); a "
+            "preset may train on every training example once the sweep has chosen its settings."
+        )
+
+
 def check_monitorable(metrics: dict[str, str | None], validation: bool) -> None:
     """Refuse a configured `val_*` metric (config key -> metric) when there is no validation
     split, before any run opens."""

@@ -13,7 +13,6 @@ from typing import Any, Protocol
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import Config, validate
-from pipeline.config.errors import ConfigError
 from pipeline.data import make_datasets
 from pipeline.models import build_model
 from pipeline.tracking import environment, lineage, pictures
@@ -134,12 +133,8 @@ def run_training(
 def _check_validation(conf: Config, validation: bool, trial) -> None:
     """Without a validation split (`data.val_fraction=0`) nothing may watch one, and a sweep,
     which compares its trials on one, cannot run."""
-    if trial is not None and not validation:
-        raise ConfigError(
-            "A sweep compares its trials on the validation split, and `data.val_fraction=0` "
-            "leaves none. Hold one out for the sweep (for example `data.val_fraction=0.2`); a "
-            "preset may train on every training example once the sweep has chosen its settings."
-        )
+    if trial is not None:
+        objective.check_sweepable(conf.data)
     watched = {"trainer.monitor": conf.trainer.monitor, "optimized_metric": conf.optimized_metric}
     objective.check_monitorable(watched, validation)
 
