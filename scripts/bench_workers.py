@@ -17,6 +17,7 @@ and a local SQLite MLflow store, or on `--storage URL` and `MLFLOW_TRACKING_URI`
 
     python scripts/bench_workers.py                      # 12 trials, workers 1 and 2 (~15 min on 2 cores)
     python scripts/bench_workers.py --n-trials 4 --epochs 2   # a few minutes
+    python scripts/bench_workers.py --preload            # and 2 workers with hydra.sweeper.preload=true
     python scripts/bench_workers.py --costs              # seconds
 """
 
@@ -43,6 +44,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=6, help="epochs per trial")
     p.add_argument("--units-max", type=int, default=64, help="upper bound of model.units")
     p.add_argument("--seed", type=int, default=0, help="sampler seed shared by the sweeps")
+    p.add_argument(
+        "--preload",
+        action="store_true",
+        help="also run each multi-worker sweep with hydra.sweeper.preload=true",
+    )
     p.add_argument("--costs", action="store_true", help="time the per-trial store costs instead")
     p.add_argument("--storage", help="with --costs: an Optuna storage URL (default: a journal)")
     p.add_argument("--repeats", type=int, default=50, help="with --costs: timings per operation")
@@ -53,7 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def sweep_command(args: argparse.Namespace, workers: int, workdir: Path) -> list[str]:
+def sweep_command(
+    args: argparse.Namespace, workers: int, workdir: Path, preload: bool = False
+) -> list[str]:
     overrides = [
         "hparams_search=rnn",
         "data=mnist1d",
@@ -67,13 +75,14 @@ def sweep_command(args: argparse.Namespace, workers: int, workdir: Path) -> list
         f"hydra.sweeper.sampler.seed={args.seed}",
         "hydra/sweeper/pruner=none",
         f"hydra.sweeper.n_workers={workers}",
+        f"hydra.sweeper.preload={str(preload).lower()}",
         f"hydra.sweeper.storage={workdir / 'journal.log'}",
         "hydra.sweeper.study_name=bench",
     ]
     return [sys.executable, "-m", "pipeline.train", "-m", *overrides]
 
 
-def run_sweep(args: argparse.Namespace, workers: int, workdir: Path) -> dict:
+def run_sweep(args: argparse.Namespace, workers: int, workdir: Path, preload: bool = False) -> dict:
     env = {
         **os.environ,
         **ONE_THREAD,
@@ -84,7 +93,11 @@ def run_sweep(args: argparse.Namespace, workers: int, workdir: Path) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)  # the sweep and its trial processes
     with open(workdir / "sweep.log", "w") as log:
         process = subprocess.run(
-            sweep_command(args, workers, workdir), cwd=workdir, env=env, stdout=log, stderr=log
+            sweep_command(args, workers, workdir, preload),
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=log,
         )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -116,24 +129,30 @@ def compare(args: argparse.Namespace) -> None:
         "TensorFlow thread per worker",
         flush=True,
     )
+    arms = [(w, False) for w in args.workers]
+    arms += [(w, True) for w in args.workers if w > 1 and args.preload]
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
-        for workers in args.workers:
-            workdir = Path(tmp) / f"w{workers}"
+        for workers, preload in arms:
+            workdir = Path(tmp) / f"w{workers}{'-preload' if preload else ''}"
             workdir.mkdir()
-            results[workers] = r = run_sweep(args, workers, workdir)
+            results[workers, preload] = r = run_sweep(args, workers, workdir, preload)
             # CPU seconds over wall seconds: the cores the sweep kept busy. One TensorFlow
             # thread per worker does not hold a worker to one core (XLA compiles, tf.data,
             # MLflow's logging thread): a 1-worker sweep above 1 core caps what 2 can gain.
             print(
-                f"{workers} worker(s): wall {r['wall']:7.1f} s   cpu {r['cpu']:7.1f} s "
-                f"({r['cpu'] / r['wall']:.2f} cores busy)   best val_accuracy "
-                f"{r['best']:.4f}   {r['complete']} complete",
+                f"{workers} worker(s){', preloaded' if preload else ''}: wall {r['wall']:7.1f} s"
+                f"   cpu {r['cpu']:7.1f} s ({r['cpu'] / r['wall']:.2f} cores busy)   best "
+                f"val_accuracy {r['best']:.4f}   {r['complete']} complete",
                 flush=True,
             )
-    first, last = args.workers[0], args.workers[-1]
-    speedup = results[first]["wall"] / results[last]["wall"]
-    print(f"speed-up ({last} workers / {first}): {speedup:.2f}x", flush=True)
+    first = results[arms[0]]["wall"]
+    for (workers, preload), r in list(results.items())[1:]:
+        print(
+            f"speed-up ({workers} workers{', preloaded' if preload else ''} / {arms[0][0]}): "
+            f"{first / r['wall']:.2f}x",
+            flush=True,
+        )
 
 
 def median_ms(fn, repeats: int) -> float:

@@ -135,11 +135,20 @@ def start_sweep(tmp_path, *extra: str) -> subprocess.Popen:
     )
 
 
-def trial_processes(sweeper: subprocess.Popen, count: int, timeout: float = 120) -> list:
-    """Wait until the sweeper runs `count` trial processes that have begun training."""
+def trial_processes(
+    sweeper: subprocess.Popen, count: int, timeout: float = 120, forked: bool = False
+) -> list:
+    """Wait until the sweeper runs `count` trial processes that have begun training (`forked`:
+    with `hydra.sweeper.preload=true`, the children of its fork server)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        children = psutil.Process(sweeper.pid).children()
+        children = psutil.Process(sweeper.pid).children(recursive=forked)
+        if forked:  # not the fork server itself, nor multiprocessing's resource tracker
+            children = [
+                c
+                for c in children
+                if c.ppid() != sweeper.pid and "resource_tracker" not in " ".join(c.cmdline())
+            ]
         if len(children) >= count:
             return children
         assert sweeper.poll() is None, sweeper.communicate()[1][-3000:]
@@ -148,8 +157,9 @@ def trial_processes(sweeper: subprocess.Popen, count: int, timeout: float = 120)
 
 
 @pytest.mark.slow
-def test_two_workers_run_exactly_n_trials_under_one_parent(store, tmp_path):
-    sweeper = start_sweep(tmp_path, "hydra.sweeper.n_trials=3")
+@pytest.mark.parametrize("preload", ["false", "true"])  # a fresh interpreter, or forked
+def test_two_workers_run_exactly_n_trials_under_one_parent(store, tmp_path, preload):
+    sweeper = start_sweep(tmp_path, "hydra.sweeper.n_trials=3", f"hydra.sweeper.preload={preload}")
     out, err = sweeper.communicate(timeout=600)
     assert sweeper.returncode == 0, err[-3000:]
     trials = trials_of(store)
@@ -169,9 +179,11 @@ def test_two_workers_run_exactly_n_trials_under_one_parent(store, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_trial_killed_with_sigkill_fails_and_is_retried(store, tmp_path):
-    sweeper = start_sweep(tmp_path, "hydra.sweeper.n_trials=2", "trainer.epochs=3")
-    victim = trial_processes(sweeper, 1)[0]
+@pytest.mark.parametrize("preload", [False, True])
+def test_a_trial_killed_with_sigkill_fails_and_is_retried(store, tmp_path, preload):
+    overrides = ("hydra.sweeper.n_trials=2", "trainer.epochs=3")
+    sweeper = start_sweep(tmp_path, *overrides, f"hydra.sweeper.preload={str(preload).lower()}")
+    victim = trial_processes(sweeper, 1, forked=preload)[0]
     time.sleep(3)  # into its start-up or training
     victim.kill()
     out, err = sweeper.communicate(timeout=600)

@@ -122,6 +122,9 @@ class RnnOptunaSweeperConf:
     storage: str | None = None
     n_jobs: int = 1
     n_workers: int = 1
+    # Fork each worker's trial process from one that imported TensorFlow, Keras, MLflow and
+    # Optuna once (pipeline/sweeps/preloaded.py) instead of starting a fresh interpreter.
+    preload: bool = False
     gpus_per_trial: int | None = None
     max_failures: int = 5
     heartbeat_interval: float | None = 60

@@ -44,6 +44,7 @@ class Settings:
     n_trials: int
     n_jobs: int = 1
     n_workers: int = 1
+    preload: bool = False
     gpus_per_trial: int | None = None
     direction: str | None = None
     study_name: str | None = None

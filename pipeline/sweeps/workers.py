@@ -93,12 +93,18 @@ def cpu_cores() -> int:
 class TrialProcess:
     trial: optuna.Trial
     slot: Slot
-    process: subprocess.Popen
+    process: subprocess.Popen  # or a preloaded.ForkedTrial, which answers the same calls
     log_path: Path
 
 
-def start_trial(trial, slot: Slot, argv: list[str], log_path: Path) -> TrialProcess:
+def start_trial(
+    trial, slot: Slot, argv: list[str], log_path: Path, preload: bool = False
+) -> TrialProcess:
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if preload:  # hydra.sweeper.preload: forked from a server that has imported TensorFlow
+        from pipeline.sweeps import preloaded
+
+        return TrialProcess(trial, slot, preloaded.start(argv, slot.env(), log_path), log_path)
     with log_path.open("wb") as log:
         # Its own session: Ctrl-C reaches only the sweeper, which passes it on once (a second
         # interrupt would stop the trial at once, before its run is closed).
@@ -186,7 +192,7 @@ def run_workers(sweep, parent, slots: list[Slot], argv_prefix: list[str], out_di
                         f" {' '.join(sweep.space.overrides(trial.params))}",
                         flush=True,
                     )
-                    running.append(start_trial(trial, slot, argv, log_path))
+                    running.append(start_trial(trial, slot, argv, log_path, sweep.s.preload))
                     live.append(trial)
                 if not running:
                     return
