@@ -3,8 +3,8 @@ process that imported TensorFlow, Keras, MLflow and Optuna once (multiprocessing
 instead of a fresh `python -m pipeline.train` that imports them again.
 
 Why: a fresh interpreter spends about 7 CPU-s on those imports before every trial, while a sweep
-in one process pays them once; on 2 cores with trials of 20 s that start-up is what keeps two
-workers from a 1.7x speed-up (docs/performance.md#sweep-workers). Only imports are shared: the
+in one process pays them once; on 2 cores with trials of 20 s two preloaded workers were 1.21-1.36x
+as fast as one where plain ones were 1.01-1.04x (docs/performance.md#sweep-workers). Only imports are shared: the
 server runs no TensorFlow op, so every trial starts TensorFlow (and, on a GPU, CUDA) itself, and a
 crash or a kill still ends that trial alone. Off by default: on GPU trials of minutes the 7 s do
 not matter, and CUDA after a fork is not checked on a GPU yet.

@@ -97,7 +97,8 @@ def run_training(
         model = build_model(conf.model, data.spec)
         compile_model(model, conf.trainer, data.spec, *optimizer_settings(conf))
     validation = data.val is not None
-    _check_validation(conf, validation, trial)
+    watched = {"trainer.monitor": conf.trainer.monitor, "optimized_metric": conf.optimized_metric}
+    objective.check_monitorable(watched, validation)  # a sweep is refused by the sweeper itself
     monitor, mode = objective.monitored(conf.trainer.monitor, data.spec.task, validation)
     out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="rnn-pipeline-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -128,15 +129,6 @@ def run_training(
     shutil.rmtree(backup_dir, ignore_errors=True)  # finished: nothing left to resume
     metrics["wall_seconds"] = time.perf_counter() - started
     return TrainResult(metrics, run_id, uri, conf, data.sizes, model.name)
-
-
-def _check_validation(conf: Config, validation: bool, trial) -> None:
-    """Without a validation split (`data.val_fraction=0`) nothing may watch one, and a sweep,
-    which compares its trials on one, cannot run."""
-    if trial is not None:
-        objective.check_sweepable(conf.data)
-    watched = {"trainer.monitor": conf.trainer.monitor, "optimized_metric": conf.optimized_metric}
-    objective.check_monitorable(watched, validation)
 
 
 def _fit_and_log(
