@@ -90,15 +90,15 @@ def run_training(
         print(distribution.distribution_line(strategy), flush=True)
     devices.seed_everything(conf)
     data = make_datasets(conf.data, conf.seed)
+    validation = data.val is not None
+    watched = {"trainer.monitor": conf.trainer.monitor, "optimized_metric": conf.optimized_metric}
+    objective.check_monitorable(watched, validation)  # a sweep is refused by the sweeper itself
     # Generating a dataset (a cold cache) draws from the global NumPy and Python generators, and
     # loading a cached one does not: seeding again here makes the initial weights the same either way.
     devices.reseed(conf.seed)
     with distribution.strategy_scope(strategy):  # the model's variables on every replica
         model = build_model(conf.model, data.spec)
         compile_model(model, conf.trainer, data.spec, *optimizer_settings(conf))
-    validation = data.val is not None
-    watched = {"trainer.monitor": conf.trainer.monitor, "optimized_metric": conf.optimized_metric}
-    objective.check_monitorable(watched, validation)  # a sweep is refused by the sweeper itself
     monitor, mode = objective.monitored(conf.trainer.monitor, data.spec.task, validation)
     out = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="rnn-pipeline-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -195,9 +195,8 @@ def _fit_and_log(
                 metrics, forecasting.forecast_metrics(model, data, test_ds, season)
             )
         if data.spec.task == "classification":
-            evaluated = (
-                {"val": val_ds, "test": test_ds} if val_ds is not None else {"test": test_ds}
-            )
+            evaluated = {"val": val_ds, "test": test_ds}
+            evaluated = {split: ds for split, ds in evaluated.items() if ds is not None}
             metrics.update(classification.class_scores(model, data, evaluated))
     logger.deliver()  # epochs the tracking server missed while it was down, sent again
     epochs_run = initial_epoch + len(history.history.get("loss", []))
